@@ -1,0 +1,276 @@
+"""A build's directory: atomic shard commits, completion markers and the manifest.
+
+Layout::
+
+    OUT/build.json                       config, config hash, shard count
+    OUT/cache.sqlite                     the request cache
+    OUT/stages/<stage>/shard-00003.parquet
+    OUT/quarantine/<stage>/shard-00003.parquet
+    OUT/markers/<stage>/shard-00003.json   written last: the stage's shard is committed
+    OUT/data/<split>-00003-of-00008.parquet
+    OUT/manifest.json                    what readers trust: files, rows, hashes
+    OUT/README.md                        the dataset card
+
+Every file is written to a temporary name in its final directory, flushed and
+renamed into place, so a killed build leaves no truncated file under a final
+name. A marker is written only after its files are in place, and lists their
+byte hashes: a marker whose files do not verify is treated as absent.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prmforge.schemas.errors import BuildStateError
+
+BUILD_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StageCounts:
+    """Rows a stage saw for one shard: ``rows_in == accepted + quarantined``."""
+
+    rows_in: int
+    accepted: int
+    quarantined: int
+    rows_out: int
+
+    def __post_init__(self) -> None:
+        if self.rows_in != self.accepted + self.quarantined:
+            raise ValueError(
+                f"stage conservation violated: in={self.rows_in} accepted={self.accepted} "
+                f"quarantined={self.quarantined}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    path: str  # relative to the build directory
+    rows: int
+    sha256: str
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    stage: str
+    shard: int
+    counts: StageCounts
+    files: tuple[FileEntry, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "shard": self.shard,
+            "counts": asdict(self.counts),
+            "files": [asdict(f) for f in self.files],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Marker:
+        return cls(
+            stage=data["stage"],
+            shard=int(data["shard"]),
+            counts=StageCounts(**data["counts"]),
+            files=tuple(FileEntry(**f) for f in data["files"]),
+        )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def atomic_write_parquet(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    pq.write_table(table, tmp, compression="zstd")
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class BuildDir:
+    """Paths, commits and verification for one build directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock_handle: TextIO | None = None
+
+    # -- paths ---------------------------------------------------------------
+    @property
+    def build_file(self) -> Path:
+        return self.root / "build.json"
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def cache_file(self) -> Path:
+        return self.root / "cache.sqlite"
+
+    def stage_file(self, stage: str, shard: int) -> Path:
+        return self.root / "stages" / stage / f"shard-{shard:05d}.parquet"
+
+    def quarantine_file(self, stage: str, shard: int) -> Path:
+        return self.root / "quarantine" / stage / f"shard-{shard:05d}.parquet"
+
+    def marker_file(self, stage: str, shard: int) -> Path:
+        return self.root / "markers" / stage / f"shard-{shard:05d}.json"
+
+    def data_file(self, split: str, shard: int, num_shards: int) -> Path:
+        return self.root / "data" / f"{split}-{shard:05d}-of-{num_shards:05d}.parquet"
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    # -- build identity ------------------------------------------------------
+    def open(self, config_json: dict[str, Any], config_hash: str, num_shards: int, restart: bool) -> bool:
+        """Create the directory or check that it belongs to this build. Returns True when resuming.
+
+        Holds an exclusive lock on ``OUT/.lock`` until this object is garbage-collected or the
+        process ends, so two builds never write the same directory at once.
+        """
+        if restart and self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.build_file.exists() and any(p.name != ".lock" for p in self.root.iterdir()):
+            raise BuildStateError(
+                f"{self.root} exists, is not empty and holds no build.json: refusing to write"
+            )
+        self._lock()
+        if self.build_file.exists():
+            existing = self.read_build()
+            if existing.get("config_hash") != config_hash:
+                raise BuildStateError(
+                    f"{self.root} holds a build of a different configuration "
+                    f"(config hash {existing.get('config_hash', '?')[:12]} != {config_hash[:12]}); "
+                    "use another --output or pass --restart to discard it"
+                )
+            if existing.get("num_shards") != num_shards:
+                raise BuildStateError(
+                    f"{self.root}: shard count changed ({existing.get('num_shards')} -> {num_shards}); "
+                    "the input changed since this build started: use --restart"
+                )
+            self.sweep_temporaries()
+            return True
+        atomic_write_json(
+            self.build_file,
+            {
+                "format": BUILD_FORMAT,
+                "config": config_json,
+                "config_hash": config_hash,
+                "num_shards": num_shards,
+            },
+        )
+        return False
+
+    def _lock(self) -> None:
+        handle = (self.root / ".lock").open("w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise BuildStateError(f"{self.root}: another build is writing this directory") from None
+        self._lock_handle = handle
+
+    def close(self) -> None:
+        """Release the build lock."""
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def sweep_temporaries(self) -> int:
+        """Delete temporary files a killed run left behind; they were never committed."""
+        stale = [p for p in self.root.rglob(".*.tmp-*") if p.is_file()]
+        for path in stale:
+            path.unlink()
+        return len(stale)
+
+    def read_build(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.build_file.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise BuildStateError(f"{self.build_file}: unreadable ({err})") from None
+        return data
+
+    # -- commits -------------------------------------------------------------
+    def commit(
+        self, stage: str, shard: int, counts: StageCounts, tables: list[tuple[Path, pa.Table, str]]
+    ) -> Marker:
+        """Write each (path, table, content_hash) atomically, then the marker."""
+        entries = []
+        for path, table, content_hash in tables:
+            atomic_write_parquet(path, table)
+            entries.append(FileEntry(self.rel(path), table.num_rows, file_sha256(path), content_hash))
+        marker = Marker(stage, shard, counts, tuple(entries))
+        atomic_write_json(self.marker_file(stage, shard), marker.to_json())
+        return marker
+
+    def committed(self, stage: str, shard: int) -> Marker | None:
+        """The stage's marker for this shard if it and every file it names verify."""
+        path = self.marker_file(stage, shard)
+        if not path.exists():
+            return None
+        try:
+            marker = Marker.from_json(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+        for entry in marker.files:
+            target = self.root / entry.path
+            if not target.exists() or file_sha256(target) != entry.sha256:
+                return None
+        return marker
+
+    def read_table(self, entry: FileEntry) -> pa.Table:
+        return pq.read_table(self.root / entry.path)
+
+    def markers(self, stage: str) -> list[Marker]:
+        folder = self.root / "markers" / stage
+        if not folder.exists():
+            return []
+        found = []
+        for path in sorted(folder.glob("shard-*.json")):
+            found.append(Marker.from_json(json.loads(path.read_text())))
+        return found
+
+    def read_manifest(self) -> dict[str, Any]:
+        if not self.manifest_file.exists():
+            raise BuildStateError(
+                f"{self.root}: no manifest.json; the build has not finished (rerun it to resume)"
+            )
+        data: dict[str, Any] = json.loads(self.manifest_file.read_text())
+        return data

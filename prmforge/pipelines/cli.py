@@ -1,0 +1,223 @@
+"""The ``prmforge`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from prmforge.pipelines.shard import STAGES, StageEvent
+from prmforge.schemas.config import BuildConfig, load_config
+from prmforge.schemas.errors import PrmforgeError
+
+app = typer.Typer(
+    help="Build process-reward-model training data.", no_args_is_help=True, add_completion=False
+)
+# Wide enough for the summary tables when the output is a pipe or a log file.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+
+class StageBoard:
+    """Live per-stage counts while a build runs."""
+
+    def __init__(self, num_shards: int) -> None:
+        self.num_shards = num_shards
+        self.rows: dict[str, dict[str, float]] = {
+            s: {
+                "shards": 0,
+                "resumed": 0,
+                "in": 0,
+                "out": 0,
+                "quarantined": 0,
+                "seconds": 0.0,
+                "generate": 0.0,
+            }
+            for s in STAGES
+        }
+        self.started = time.perf_counter()
+
+    def __call__(self, event: StageEvent) -> None:
+        row = self.rows[event.stage]
+        row["shards"] += 1
+        row["resumed"] += int(event.resumed)
+        row["in"] += event.counts.rows_in
+        row["out"] += event.counts.rows_out
+        row["quarantined"] += event.counts.quarantined
+        row["seconds"] += event.seconds
+        row["generate"] += event.generate_seconds
+
+    def render(self) -> Table:
+        table = Table(title=f"build progress ({time.perf_counter() - self.started:.1f}s)")
+        for col in ("stage", "shards", "rows in", "rows out", "quarantined", "stage s", "in generate s"):
+            table.add_column(col, justify="left" if col == "stage" else "right")
+        for stage, r in self.rows.items():
+            done = f"{int(r['shards'])}/{self.num_shards}" + (
+                f" ({int(r['resumed'])} resumed)" if r["resumed"] else ""
+            )
+            table.add_row(
+                stage,
+                done,
+                str(int(r["in"])),
+                str(int(r["out"])),
+                str(int(r["quarantined"])),
+                f"{r['seconds']:.1f}",
+                f"{r['generate']:.1f}",
+            )
+        return table
+
+
+def _load(config: Path) -> BuildConfig:
+    try:
+        return load_config(config)
+    except PrmforgeError as err:
+        err_console.print(f"[red]error[/red] {err}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def build(
+    config: Annotated[Path, typer.Argument(help="YAML build configuration")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="build directory (overrides the config)")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes (0: in this process)")] = None,
+    restart: Annotated[bool, typer.Option(help="discard an existing build in the output directory")] = False,
+) -> None:
+    """Run a build; rerunning the same build resumes it, skipping committed shards."""
+    from prmforge.pipelines.local import LocalRunner, plan_shards
+    from prmforge.pipelines.sources import iter_source_rows
+
+    cfg = _load(config)
+    out = output or cfg.output
+    if out is None:
+        err_console.print("[red]error[/red] output: give --output or set `output:` in the configuration")
+        raise typer.Exit(2)
+    try:
+        num_shards = len(plan_shards(list(iter_source_rows(cfg)), cfg.runner.shard_size))
+        board = StageBoard(num_shards)
+        with Live(board.render(), console=console, refresh_per_second=4, transient=False) as live:
+
+            def on_event(event: StageEvent) -> None:
+                board(event)
+                live.update(board.render())
+
+            result = LocalRunner(on_event).run(cfg, out, restart=restart, workers=workers)
+    except PrmforgeError as err:
+        err_console.print(f"[red]error[/red] {err}")
+        raise typer.Exit(1) from None
+    console.print()
+    verb = "resumed" if result.resumed else "built"
+    console.print(
+        f"{verb} {out}: {result.shards_run} shard(s) run, {result.shards_skipped} already committed"
+    )
+    _print_summary(out)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _print_summary(root: Path) -> None:
+    from prmforge.pipelines.stats import summarize
+
+    s = summarize(root)
+    table = Table(title=f"{s['name']}  ({s['content_hash'][:16]})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("rows", s["rows"]),
+        ("splits", ", ".join(f"{k}={v}" for k, v in s["splits"].items())),
+        ("steps", s["steps"]),
+        ("positive / negative steps", f"{s['positive_steps']} / {s['negative_steps']}"),
+        ("positive share", s["positive_share"]),
+        ("rollouts with a correct answer", s["rollouts_correct"]),
+        ("completions (cached)", f"{s['cost']['completions']} ({s['cost']['cached_completions']})"),
+        ("completions per step", s["cost"]["completions_per_step"]),
+        ("generated tokens", s["cost"]["generated_tokens"]),
+        ("labelling seconds", s["cost"]["seconds"]),
+        ("quarantined rows", s["quarantined"]),
+    ]
+    for label, value in rows:
+        table.add_row(label, _fmt(value))
+    console.print(table)
+    quality = Table(title="labels against truth")
+    for col in (
+        "suite",
+        "rows",
+        "first-error F1",
+        "error acc",
+        "correct acc",
+        "step acc",
+        "FP after err",
+        "FN before err",
+    ):
+        quality.add_column(col, justify="right")
+    for suite, q in [("all", s["quality"]), *s["quality_by_suite"].items()]:
+        if q is None:
+            continue
+        quality.add_row(
+            suite,
+            str(q["rows"]),
+            _fmt(q["first_error_f1"]),
+            _fmt(q["error_acc"]),
+            _fmt(q["correct_acc"]),
+            _fmt(q["step_accuracy"]),
+            str(q["fp_after_first_error"]),
+            str(q["fn_before_first_error"]),
+        )
+    console.print(quality)
+    for reason, count in s["quarantine_reasons"].items():
+        console.print(f"  quarantined {count} x {reason}")
+
+
+@app.command()
+def stats(
+    directory: Annotated[Path, typer.Argument(help="a build directory")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+) -> None:
+    """Print the summary of a build directory."""
+    from prmforge.pipelines.stats import summarize
+
+    try:
+        if as_json:
+            console.print_json(json.dumps(summarize(directory)))
+        else:
+            _print_summary(directory)
+    except PrmforgeError as err:
+        err_console.print(f"[red]error[/red] {err}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def validate(config: Annotated[Path, typer.Argument(help="YAML build configuration")]) -> None:
+    """Check a configuration without running it."""
+    from prmforge.pipelines.components import simulated_params
+    from prmforge.pipelines.sources import iter_source_rows
+
+    cfg = _load(config)
+    try:
+        simulated_params(cfg.policy)
+        rows = sum(1 for _ in iter_source_rows(cfg))
+    except PrmforgeError as err:
+        err_console.print(f"[red]error[/red] {config}: {err}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"{config}: valid ({len(cfg.suites)} suite(s), {rows} input rows, "
+        f"config hash {cfg.content_hash()[:16]})"
+    )
+
+
+if __name__ == "__main__":
+    app()

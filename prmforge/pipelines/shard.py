@@ -1,0 +1,169 @@
+"""Run the spine's stages over one shard, committing each stage and resuming committed ones.
+
+This is the unit of work of every runner: it reads nothing but its own input
+rows and committed files, and derives every seed from the build seed and
+record ids, so its output does not depend on which worker runs it, or when.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from prmforge.pipelines import tables
+from prmforge.pipelines.builddir import BuildDir, StageCounts
+from prmforge.pipelines.components import build_mc_annotator, build_policy, grade_text
+from prmforge.pipelines.sources import parse_row
+from prmforge.pipelines.stages import (
+    GenerateSettings,
+    SourceRow,
+    StageOutput,
+    annotate_stage,
+    assemble_stage,
+    generate_stage,
+    load_stage,
+)
+from prmforge.policies.base import Policy
+from prmforge.schemas.config import BuildConfig
+from prmforge.schemas.records import Problem
+from prmforge.suites.truth import judge_truth
+
+STAGES = ("load", "generate", "annotate-mc", "assemble")
+SPLITS = ("train", "validation")
+
+
+def active_splits(config: BuildConfig) -> tuple[str, ...]:
+    return SPLITS if config.split.validation > 0 else ("train",)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardTask:
+    root: str
+    config: dict[str, Any]
+    shard: int
+    num_shards: int
+    rows: tuple[SourceRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StageEvent:
+    shard: int
+    stage: str
+    counts: StageCounts
+    resumed: bool
+    seconds: float
+    generate_seconds: float = 0.0
+
+
+class EventSink(Protocol):
+    def __call__(self, event: StageEvent) -> None: ...
+
+
+class _TimedPolicy:
+    """Wraps a policy to measure the wall time spent inside ``generate``."""
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    def generate(self, requests):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return self.inner.generate(requests)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+class ShardRunner:
+    def __init__(self, task: ShardTask, emit: EventSink) -> None:
+        self.task = task
+        self.config = BuildConfig.model_validate(task.config)
+        self.build = BuildDir(Path(task.root))
+        self.emit = emit
+        self._policy: _TimedPolicy | None = None
+
+    def _policy_for(self, problems: list[Problem]) -> _TimedPolicy:
+        if self._policy is None:
+            self._policy = _TimedPolicy(build_policy(self.config, problems, self.build.cache_file))
+        return self._policy
+
+    def _stage(self, stage: str, kind: str, compute: Callable[[], StageOutput[Any]]) -> list[Any]:
+        shard = self.task.shard
+        start = time.perf_counter()
+        marker = self.build.committed(stage, shard)
+        if marker is not None:
+            records = [
+                r
+                for entry in marker.files
+                if not entry.path.startswith("quarantine/")
+                for r in tables.decode(kind, self.build.read_table(entry))
+            ]
+            self.emit(StageEvent(shard, stage, marker.counts, True, time.perf_counter() - start))
+            return records
+        gen_before = self._policy.seconds if self._policy else 0.0
+        out = compute()
+        counts = StageCounts(out.rows_in, out.accepted, len(out.quarantined), len(out.records))
+        files = self._outputs(stage, kind, out.records)
+        q_table = tables.encode("quarantine", out.quarantined)
+        files.append(
+            (self.build.quarantine_file(stage, shard), q_table, tables.table_hash("quarantine", q_table))
+        )
+        self.build.commit(stage, shard, counts, files)
+        gen = (self._policy.seconds if self._policy else 0.0) - gen_before
+        self.emit(StageEvent(shard, stage, counts, False, time.perf_counter() - start, gen))
+        return out.records
+
+    def _outputs(self, stage: str, kind: str, records: list[Any]) -> list[tuple[Path, Any, str]]:
+        if stage != "assemble":
+            table = tables.encode(kind, records)
+            return [(self.build.stage_file(stage, self.task.shard), table, tables.table_hash(kind, table))]
+        files = []
+        for split in active_splits(self.config):
+            table = tables.encode(kind, [r for r in records if r.split == split])
+            path = self.build.data_file(split, self.task.shard, self.task.num_shards)
+            files.append((path, table, tables.table_hash(kind, table)))
+        return files
+
+    def run(self) -> None:
+        cfg = self.config
+        if self.build.committed("assemble", self.task.shard) is not None:
+            marker = self.build.committed("assemble", self.task.shard)
+            assert marker is not None
+            self.emit(StageEvent(self.task.shard, "assemble", marker.counts, True, 0.0))
+            return
+        max_q = cfg.limits.max_question_bytes
+        problems: list[Problem] = self._stage(
+            "load", "problem", lambda: load_stage(self.task.rows, lambda row: parse_row(row, max_q))
+        )
+        by_id = {p.problem_id: p for p in problems}
+        settings = GenerateSettings(
+            cfg.generate.rollouts_per_problem, cfg.policy.sampling.to_params(), cfg.seed
+        )
+        rollouts = self._stage(
+            "generate",
+            "rollout",
+            lambda: generate_stage(problems, self._policy_for(problems), settings, grade_text, judge_truth),
+        )
+        labels = self._stage(
+            "annotate-mc",
+            "labels",
+            lambda: annotate_stage(by_id, rollouts, build_mc_annotator(cfg, self._policy_for(problems))),
+        )
+        self._stage(
+            "assemble",
+            "example",
+            lambda: assemble_stage(
+                by_id, rollouts, labels, cfg.labels.after_first_error, cfg.seed, cfg.split.validation
+            ),
+        )
+
+
+def run_shard(task: ShardTask, emit: EventSink) -> None:
+    ShardRunner(task, emit).run()

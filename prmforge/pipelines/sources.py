@@ -1,0 +1,64 @@
+"""Input rows of a build, enumerated from its suites in a fixed order."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from prmforge.pipelines.stages import SourceRow
+from prmforge.schemas.config import ArithSuite, BuildConfig, Gsm8kSuite
+from prmforge.schemas.errors import ConfigError
+from prmforge.schemas.records import Problem
+from prmforge.suites.arith import generate_arith_problems
+from prmforge.suites.gsm8k import iter_gsm8k_lines, parse_gsm8k_row
+
+GSM8K_ENV = "PRMFORGE_GSM8K"
+
+
+def default_gsm8k_path() -> Path:
+    """``$PRMFORGE_GSM8K``, else ``shared/data/gsm8k_train.jsonl`` beside the project's checkout."""
+    if os.environ.get(GSM8K_ENV):
+        return Path(os.environ[GSM8K_ENV])
+    project = Path(__file__).resolve().parents[2]
+    return (project.parent / "shared" / "data" / "gsm8k_train.jsonl").resolve()
+
+
+def gsm8k_path(suite: Gsm8kSuite, position: int) -> Path:
+    path = suite.path if suite.path is not None else default_gsm8k_path()
+    if not path.is_file():
+        raise ConfigError(f"suites.{position}.path: GSM8K file {path} not found")
+    return path
+
+
+def iter_source_rows(config: BuildConfig) -> Iterator[SourceRow]:
+    """Every input row of every suite; arithmetic problems are generated from the build seed."""
+    for position, suite in enumerate(config.suites):
+        if isinstance(suite, ArithSuite):
+            problems = generate_arith_problems(
+                count=suite.count,
+                seed=config.seed + suite.seed,
+                min_steps=suite.min_steps,
+                max_steps=suite.max_steps,
+            )
+            for index, problem in enumerate(problems):
+                yield SourceRow("arith", index, problem)
+        else:
+            path = gsm8k_path(suite, position)
+            source = f"gsm8k:{path.name}"
+            stop = None if suite.limit is None else suite.offset + suite.limit
+            for index, raw in iter_gsm8k_lines(path):
+                if index < suite.offset:
+                    continue
+                if stop is not None and index >= stop:
+                    break
+                yield SourceRow(source, index, raw)
+
+
+def parse_row(row: SourceRow, max_question_bytes: int) -> Problem:
+    """Turn a raw row into a problem (raises RowError naming the bad field)."""
+    if isinstance(row.payload, Problem):
+        return row.payload
+    return parse_gsm8k_row(
+        row.payload, source=row.source, index=row.index, max_question_bytes=max_question_bytes
+    )

@@ -1,0 +1,176 @@
+"""The build configuration: YAML validated by pydantic, with errors that name the field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from prmforge.schemas.errors import ConfigError
+from prmforge.schemas.records import SamplingParams
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ArithSuite(_Strict):
+    """Generated multi-step arithmetic word problems with exact truth."""
+
+    kind: Literal["arith"] = "arith"
+    count: int = Field(40, ge=1, description="number of problems")
+    seed: int = Field(0, description="generator seed (the build seed is added to it)")
+    min_steps: int = Field(2, ge=1)
+    max_steps: int = Field(6, ge=1)
+
+    @model_validator(mode="after")
+    def _steps_ordered(self) -> ArithSuite:
+        if self.max_steps < self.min_steps:
+            raise ValueError(f"max_steps ({self.max_steps}) must be >= min_steps ({self.min_steps})")
+        return self
+
+
+class Gsm8kSuite(_Strict):
+    """GSM8K problems replayed from their calculator annotations."""
+
+    kind: Literal["gsm8k"] = "gsm8k"
+    path: Path | None = Field(
+        None, description="a GSM8K-format JSONL file; default: the shared GSM8K train file"
+    )
+    offset: int = Field(0, ge=0, description="first line to read (0-based)")
+    limit: int | None = Field(None, ge=1, description="number of lines to read; all when omitted")
+
+
+Suite = Annotated[ArithSuite | Gsm8kSuite, Field(discriminator="kind")]
+
+
+class SamplingConfig(_Strict):
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(1024, ge=1)
+
+    def to_params(self) -> SamplingParams:
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
+
+
+class PolicyConfig(_Strict):
+    kind: Literal["simulated"] = Field("simulated", description="the generation backend")
+    sampling: SamplingConfig = SamplingConfig()
+    params: dict[str, float] = Field(
+        default_factory=dict, description="overrides of the simulated policy's parameters"
+    )
+
+
+class GenerateConfig(_Strict):
+    rollouts_per_problem: int = Field(4, ge=1)
+
+
+class MonteCarloConfig(_Strict):
+    n: int = Field(8, ge=1, description="completions per step (Math-Shepherd N)")
+    early_stop: bool = Field(False, description="stop at the first step whose estimate is 0 (SCAN)")
+    last_step_from_outcome: bool = Field(True, description="label the last step by the rollout's own outcome")
+    sampling: SamplingConfig = SamplingConfig()
+
+
+class AnnotateConfig(_Strict):
+    mc: MonteCarloConfig = MonteCarloConfig()
+
+
+class LabelsConfig(_Strict):
+    after_first_error: Literal["negative", "truncate"] = Field(
+        "negative", description="label steps after the first error negative, or drop them"
+    )
+
+
+class SplitConfig(_Strict):
+    validation: float = Field(0.0, ge=0.0, lt=1.0, description="share of problems held out for validation")
+
+
+class RunnerConfig(_Strict):
+    kind: Literal["local"] = "local"
+    workers: int = Field(2, ge=0, description="worker processes; 0 runs in the calling process")
+    shard_size: int = Field(16, ge=1, description="input rows per shard")
+    cache: bool = Field(True, description="cache every generation request in OUTPUT/cache.sqlite")
+
+
+class LimitsConfig(_Strict):
+    max_question_bytes: int = Field(65536, ge=1, description="longer questions are quarantined")
+
+
+class BuildConfig(_Strict):
+    """A whole build. Everything but ``output`` and ``runner.workers`` enters the config hash."""
+
+    name: str = Field(..., min_length=1)
+    seed: int = 0
+    output: Path | None = Field(None, description="build directory; `prmforge build --output` overrides it")
+    suites: list[Suite] = Field(..., min_length=1)
+    policy: PolicyConfig = PolicyConfig()
+    generate: GenerateConfig = GenerateConfig()
+    annotate: AnnotateConfig = AnnotateConfig()
+    labels: LabelsConfig = LabelsConfig()
+    split: SplitConfig = SplitConfig()
+    runner: RunnerConfig = RunnerConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+    def content_hash(self) -> str:
+        """Hash of everything that decides the dataset's content."""
+        data = self.model_dump(mode="json")
+        data.pop("output", None)
+        data["runner"].pop("workers", None)
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def _format_errors(err: ValidationError, origin: str) -> str:
+    lines = [f"{origin}: {err.error_count()} problem(s) in the configuration"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
+            msg = f"must be one of {e['ctx']['expected']} (got {e['input']!r})"
+        elif e["type"] == "extra_forbidden":
+            msg = "is not a known field"
+        elif e["type"] == "union_tag_invalid":
+            msg = f"unknown kind {e['ctx']['tag']!r}; allowed: {e['ctx']['expected_tags']}"
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, origin: str = "<config>", base_dir: Path | None = None) -> BuildConfig:
+    """Validate a mapping; relative suite paths resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the configuration must be a mapping, got {type(data).__name__}")
+    try:
+        config = BuildConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, origin)) from None
+    if base_dir is None:
+        return config
+    suites: list[ArithSuite | Gsm8kSuite] = []
+    for suite in config.suites:
+        if isinstance(suite, Gsm8kSuite) and suite.path is not None and not suite.path.is_absolute():
+            suites.append(suite.model_copy(update={"path": (base_dir / suite.path).resolve()}))
+        else:
+            suites.append(suite)
+    output = config.output
+    if output is not None and not output.is_absolute():
+        output = (base_dir / output).resolve()
+    return config.model_copy(update={"suites": suites, "output": output})
+
+
+def load_config(path: Path) -> BuildConfig:
+    """Read and validate a YAML build configuration."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the configuration ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    # Relative paths in a config are relative to the directory the config is run from.
+    return parse_config(data, origin=str(path), base_dir=Path.cwd())
