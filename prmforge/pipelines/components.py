@@ -22,7 +22,7 @@ def simulated_params(config: PolicyConfig) -> SimulatedPolicyParams:
     if unknown:
         raise ConfigError(f"policy.params: unknown parameter(s) {unknown}; allowed: {sorted(known)}")
     try:
-        return SimulatedPolicyParams(**config.params)  # type: ignore[arg-type]
+        return SimulatedPolicyParams(**config.params)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"policy.params: {err}") from None
 

@@ -8,10 +8,10 @@ record ids, so its output does not depend on which worker runs it, or when.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from prmforge.pipelines import tables
 from prmforge.pipelines.builddir import BuildDir, StageCounts
@@ -26,7 +26,7 @@ from prmforge.pipelines.stages import (
     generate_stage,
     load_stage,
 )
-from prmforge.policies.base import Policy
+from prmforge.policies.base import GenerationRequest, GenerationResult, Policy
 from prmforge.schemas.config import BuildConfig
 from prmforge.schemas.records import Problem
 from prmforge.suites.truth import judge_truth
@@ -58,8 +58,7 @@ class StageEvent:
     generate_seconds: float = 0.0
 
 
-class EventSink(Protocol):
-    def __call__(self, event: StageEvent) -> None: ...
+EventSink = Callable[[StageEvent], None]
 
 
 class _TimedPolicy:
@@ -73,7 +72,7 @@ class _TimedPolicy:
     def fingerprint(self) -> str:
         return self.inner.fingerprint
 
-    def generate(self, requests):  # type: ignore[no-untyped-def]
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         start = time.perf_counter()
         try:
             return self.inner.generate(requests)

@@ -59,7 +59,7 @@ class SamplingConfig(_Strict):
 
 class PolicyConfig(_Strict):
     kind: Literal["simulated"] = Field("simulated", description="the generation backend")
-    sampling: SamplingConfig = SamplingConfig()
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     params: dict[str, float] = Field(
         default_factory=dict, description="overrides of the simulated policy's parameters"
     )
@@ -73,11 +73,11 @@ class MonteCarloConfig(_Strict):
     n: int = Field(8, ge=1, description="completions per step (Math-Shepherd N)")
     early_stop: bool = Field(False, description="stop at the first step whose estimate is 0 (SCAN)")
     last_step_from_outcome: bool = Field(True, description="label the last step by the rollout's own outcome")
-    sampling: SamplingConfig = SamplingConfig()
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
 
 
 class AnnotateConfig(_Strict):
-    mc: MonteCarloConfig = MonteCarloConfig()
+    mc: MonteCarloConfig = Field(default_factory=MonteCarloConfig)
 
 
 class LabelsConfig(_Strict):
@@ -108,13 +108,13 @@ class BuildConfig(_Strict):
     seed: int = 0
     output: Path | None = Field(None, description="build directory; `prmforge build --output` overrides it")
     suites: list[Suite] = Field(..., min_length=1)
-    policy: PolicyConfig = PolicyConfig()
-    generate: GenerateConfig = GenerateConfig()
-    annotate: AnnotateConfig = AnnotateConfig()
-    labels: LabelsConfig = LabelsConfig()
-    split: SplitConfig = SplitConfig()
-    runner: RunnerConfig = RunnerConfig()
-    limits: LimitsConfig = LimitsConfig()
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     def content_hash(self) -> str:
         """Hash of everything that decides the dataset's content."""

@@ -1,0 +1,102 @@
+"""The command line: help everywhere, config errors that name the field, stats of a build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from prmforge.pipelines.cli import app
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, data: dict[str, Any]) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def base() -> dict[str, Any]:
+    return {"name": "t", "suites": [{"kind": "arith", "count": 3}], "runner": {"workers": 0}}
+
+
+@pytest.mark.parametrize("command", [[], ["build"], ["stats"], ["validate"]])
+def test_help_everywhere(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_validate_accepts_the_quickstart() -> None:
+    result = runner.invoke(app, ["validate", str(ROOT / "configs" / "quickstart.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "valid (2 suite(s), 96 input rows" in result.output
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"runner": {"wokers": 2}}, "runner.wokers: is not a known field"),
+        (
+            {"labels": {"after_first_error": "drop"}},
+            "labels.after_first_error: must be one of 'negative' or 'truncate' (got 'drop')",
+        ),
+        ({"suites": [{"kind": "sudoku"}]}, "suites.0: unknown kind 'sudoku'; allowed: 'arith', 'gsm8k'"),
+        (
+            {"suites": [{"kind": "arith", "count": 0}]},
+            "suites.0.arith.count: Input should be greater than or equal to 1",
+        ),
+        ({"annotate": {"mc": {"n": "eight"}}}, "annotate.mc.n: Input should be a valid integer"),
+        ({"suites": []}, "suites: List should have at least 1 item"),
+    ],
+)
+def test_validate_names_the_bad_field(tmp_path: Path, patch: dict[str, Any], expected: str) -> None:
+    result = runner.invoke(app, ["validate", str(write(tmp_path, {**base(), **patch}))])
+    assert result.exit_code == 2
+    assert expected in " ".join(result.output.split())
+
+
+def test_validate_names_an_unknown_policy_parameter(tmp_path: Path) -> None:
+    config = {**base(), "policy": {"params": {"eror_rate": 0.1}}}
+    result = runner.invoke(app, ["validate", str(write(tmp_path, config))])
+    assert result.exit_code == 2
+    assert "policy.params: unknown parameter(s) ['eror_rate']" in " ".join(result.output.split())
+
+
+def test_validate_names_a_missing_gsm8k_file(tmp_path: Path) -> None:
+    config = {**base(), "suites": [{"kind": "gsm8k", "path": str(tmp_path / "nope.jsonl")}]}
+    result = runner.invoke(app, ["validate", str(write(tmp_path, config))])
+    assert result.exit_code == 2
+    assert "suites.0.path: GSM8K file" in " ".join(result.output.split())
+
+
+def test_build_then_stats(tmp_path: Path) -> None:
+    config = write(tmp_path, base())
+    built = runner.invoke(app, ["build", str(config), "--output", str(tmp_path / "b")])
+    assert built.exit_code == 0, built.output
+    assert "built" in built.output
+    assert "first-error F1" in built.output
+    stats = runner.invoke(app, ["stats", str(tmp_path / "b"), "--json"])
+    assert stats.exit_code == 0, stats.output
+    summary = json.loads(stats.output)
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert summary["content_hash"] == manifest["content_hash"]
+    assert summary["rows"] == 3 * 4  # 3 problems, 4 rollouts each by default
+
+
+def test_stats_of_an_unfinished_build_says_so(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["stats", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "no manifest.json" in result.output
+
+
+def test_build_without_output_says_which_field(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["build", str(write(tmp_path, base()))])
+    assert result.exit_code == 2
+    assert "output:" in result.output
