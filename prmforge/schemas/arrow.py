@@ -4,7 +4,7 @@ Conventions:
 
 - A column is nullable exactly where the record field may be ``None``; the
   conversions check it both ways and raise :class:`RowError` naming the
-  column path (``"truth.step_correct"``) when a null sits where none may.
+  column (or nested field, ``"cost.seconds"``) when a null sits where none may.
 - ``meta`` mappings travel as a ``meta_json`` string column written with
   :func:`meta_to_json` (sorted keys, ASCII-only, so the bytes are
   deterministic and any Python string survives); JSON has no tuples, so a
@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow as pa
 
 from prmforge.schemas.errors import RowError
 from prmforge.schemas.records import (
@@ -183,86 +183,31 @@ def meta_to_json(meta: Mapping[str, Any]) -> str:
 
 
 def problems_to_table(records: Sequence[Problem]) -> pa.Table:
-    rows = [
-        {
-            "problem_id": p.problem_id,
-            "domain": p.domain,
-            "question": p.question,
-            "gold": p.gold,
-            "source": p.source,
-            "meta_json": meta_to_json(p.meta),
-        }
-        for p in records
-    ]
-    return _build(rows, PROBLEM_SCHEMA)
+    return _build([_with_meta_json(p) for p in records], PROBLEM_SCHEMA)
 
 
 def rollouts_to_table(records: Sequence[Rollout]) -> pa.Table:
-    rows = [
-        {
-            "rollout_id": r.rollout_id,
-            "problem_id": r.problem_id,
-            "policy": r.policy,
-            "sampling": r.sampling.as_dict(),
-            "seed": r.seed,
-            "text": r.text,
-            "steps": list(r.steps),
-            "final_answer": r.final_answer,
-            "outcome": r.outcome,
-            "prompt_tokens": r.prompt_tokens,
-            "completion_tokens": r.completion_tokens,
-            "truth": None
-            if r.truth is None
-            else {"first_error": r.truth.first_error, "step_correct": list(r.truth.step_correct)},
-        }
-        for r in records
-    ]
-    return _build(rows, ROLLOUT_SCHEMA)
+    return _build([dataclasses.asdict(r) for r in records], ROLLOUT_SCHEMA)
 
 
 def step_labels_to_table(records: Sequence[StepLabels]) -> pa.Table:
-    rows = [
-        {
-            "source": s.source,
-            "rollout_id": s.rollout_id,
-            "values": list(s.values),
-            "hard": list(s.hard),
-            "first_error": s.first_error,
-            "cost": dataclasses.asdict(s.cost),
-            "meta_json": meta_to_json(s.meta),
-        }
-        for s in records
-    ]
-    return _build(rows, STEP_LABELS_SCHEMA)
+    return _build([_with_meta_json(s) for s in records], STEP_LABELS_SCHEMA)
 
 
 def prm_examples_to_table(records: Sequence[PRMExample]) -> pa.Table:
-    rows = [
-        {
-            "example_id": e.example_id,
-            "problem_id": e.problem_id,
-            "prompt": e.prompt,
-            "completions": list(e.completions),
-            "labels": list(e.labels),
-            "scores": list(e.scores),
-            "first_error": e.first_error,
-            "votes": [{"source": v.source, "first_error": v.first_error} for v in e.votes],
-            "agreement": e.agreement,
-            "weight": e.weight,
-            "split": e.split,
-            "gold": e.gold,
-            "final_answer": e.final_answer,
-            "outcome": e.outcome,
-            "truth_first_error": e.truth_first_error,
-            "truth_step_correct": None if e.truth_step_correct is None else list(e.truth_step_correct),
-        }
-        for e in records
-    ]
-    return _build(rows, PRM_EXAMPLE_SCHEMA)
+    return _build([dataclasses.asdict(e) for e in records], PRM_EXAMPLE_SCHEMA)
 
 
 def quarantine_to_table(records: Sequence[QuarantineEntry]) -> pa.Table:
     return _build([dataclasses.asdict(q) for q in records], QUARANTINE_SCHEMA)
+
+
+def _with_meta_json(record: Problem | StepLabels) -> dict[str, Any]:
+    """The record's fields as a row, ``meta`` replaced by its ``meta_json`` string."""
+    row = {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name != "meta"}
+    if isinstance(record, StepLabels):
+        row["cost"] = dataclasses.asdict(record.cost)
+    return {**row, "meta_json": meta_to_json(record.meta)}
 
 
 # --- table -> record ----------------------------------------------------------------------------------

@@ -47,6 +47,8 @@ _SLASH = re.compile(r"([+-]?\d+)/(\d+)")
 _FRAC = re.compile(r"([+-]?)\\[dt]?frac(?:\{([^{}]+)\}\{([^{}]+)\}|(\d)(\d))")
 _COMMAND = re.compile(r"\\([A-Za-z]+|.)")
 _ALLOWED = re.compile(r"[0-9A-Za-z+\-*/^().\s]*")
+# A "." not before a digit (attribute access), or scientific notation (1e999999999 would be expanded).
+_BAD_LITERAL = re.compile(r"\.(?!\d)|[\d.][eE][+-]?\d")
 _FUNCTIONS: Final = frozenset({"sqrt", "pi"})
 
 
@@ -118,7 +120,7 @@ def _braced(text: str, start: int) -> str | None:
 
 
 def _clean(answer: str) -> str:
-    answer = answer.replace("\\$", "").replace("$", "").strip()
+    answer = answer.replace("\\$", "").replace("$", "").strip().rstrip(". \t")
     while answer.startswith("**") and answer.endswith("**") and len(answer) >= 4:
         answer = answer[2:-2].strip()
     return answer.rstrip(". \t").strip()
@@ -154,7 +156,7 @@ def _symbolically_equal(a: str, b: str, max_chars: int) -> bool:
     x_text, y_text = _to_sympy_text(a), _to_sympy_text(b)
     if x_text is None or y_text is None:
         return False
-    import sympy  # noqa: PLC0415  (lazy: the import takes 0.3 s)
+    import sympy  # lazy: the import takes 0.3 s
 
     try:
         x, y = _parse(x_text), _parse(y_text)
@@ -214,7 +216,7 @@ def _to_sympy_text(text: str) -> str | None:
             out.append({"{": "(", "}": ")"}.get(char, char))
             i += 1
     result = "".join(out)
-    if not _ALLOWED.fullmatch(result) or re.search(r"\.(?!\d)", result):
+    if not _ALLOWED.fullmatch(result) or _BAD_LITERAL.search(result):
         return None
     if any(len(digits) > _MAX_LITERAL_DIGITS for digits in re.findall(r"\d+", result)):
         return None
@@ -235,8 +237,8 @@ def _argument(text: str, i: int) -> tuple[str | None, int]:
 
 def _parse(text: str) -> sympy.Expr:
     """Parse whitelisted text without evaluating it: no builtins, only the names sympy needs."""
-    import sympy  # noqa: PLC0415
-    from sympy.parsing.sympy_parser import (  # type: ignore[import-untyped]  # noqa: PLC0415
+    import sympy
+    from sympy.parsing.sympy_parser import (  # type: ignore[import-untyped]
         auto_number,
         auto_symbol,
         convert_xor,
@@ -260,7 +262,7 @@ def _bounded(expr: sympy.Expr) -> bool:
 
     Checked bottom-up, so each exponent is evaluated only once its own powers passed.
     """
-    import sympy  # noqa: PLC0415
+    import sympy
 
     for node in sympy.postorder_traversal(expr):
         if isinstance(node, sympy.Pow) and not node.exp.free_symbols:
