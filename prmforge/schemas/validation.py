@@ -72,7 +72,7 @@ def problem_from_row(
     if unknown:
         allowed = ", ".join(_REQUIRED + _OPTIONAL)
         raise RowError(unknown[0], f"unknown field (allowed: {allowed}); put extra data under 'meta'")
-    problem_id, domain_text, question, gold, source = (_string(row, name) for name in _REQUIRED)
+    problem_id, domain_text, question, gold, source = (string_field(row, name) for name in _REQUIRED)
     for name, value in (("problem_id", problem_id), ("question", question), ("gold", gold)):
         if not value.strip():
             raise RowError(name, "is empty")
@@ -125,7 +125,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _string(row: Mapping[str, object], name: str) -> str:
+def string_field(row: Mapping[str, object], name: str) -> str:
+    """A required string field; RowError naming it when missing, not a string or not encodable."""
     if name not in row:
         raise RowError(name, "missing required field")
     value = row[name]

@@ -15,7 +15,6 @@ the gold answer.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from fractions import Fraction
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from prmforge.schemas.errors import RowError
 from prmforge.schemas.records import Problem
+from prmforge.schemas.validation import decode_json_line, string_field
 from prmforge.suites.plan import (
     Calc,
     ExprError,
@@ -44,7 +44,6 @@ _ANNOTATION_RE = re.compile(r"<<([^<>]*)>>")
 _NUMBER_RE = re.compile(r"-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)")
 _ECHO_TAIL_RE = re.compile(r"\s*=\s*(\$?)\s*$")
 _ECHO_CHARS = frozenset("0123456789.+-*/()xX× ")
-_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
 
 
 def iter_gsm8k_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
@@ -54,38 +53,6 @@ def iter_gsm8k_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
             raw = line.rstrip(b"\r\n")
             if raw.strip():
                 yield number, raw
-
-
-def _json_type(value: object) -> str:
-    """The JSON name of a value's type, with the Python one: ``number (int)``, ``null (None)``."""
-    if value is None:
-        return "null (None)"
-    return f"{_JSON_TYPES.get(type(value), 'value')} ({type(value).__name__})"
-
-
-def _decode(raw: bytes) -> dict[str, object]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise RowError("<row>", f"invalid UTF-8 at byte {err.start}: {err.reason}") from None
-    try:
-        row = json.loads(text.removeprefix("\ufeff"))
-    except json.JSONDecodeError as err:
-        raise RowError("<row>", f"invalid JSON: {err.msg} at column {err.colno}") from None
-    except RecursionError:
-        raise RowError("<row>", "invalid JSON: nested too deeply") from None
-    if not isinstance(row, dict):
-        raise RowError("<row>", f"expected a JSON object, found {_json_type(row)}")
-    return row
-
-
-def _string_field(row: dict[str, object], name: str) -> str:
-    if name not in row:
-        raise RowError(name, f"missing field {name!r}")
-    value = row[name]
-    if not isinstance(value, str):
-        raise RowError(name, f"expected a string, found {_json_type(value)}")
-    return value
 
 
 def _echo_start(before: str, expr: str) -> int | None:
@@ -195,9 +162,9 @@ def parse_gsm8k_row(raw: bytes, *, source: str, index: int, max_question_bytes: 
     Raises :class:`RowError` naming the field (``"<row>"``, ``"question"`` or
     ``"answer"``) and saying what is wrong with it.
     """
-    row = _decode(raw)
-    question = _string_field(row, "question")
-    answer = _string_field(row, "answer")
+    row = decode_json_line(raw)
+    question = string_field(row, "question")
+    answer = string_field(row, "answer")
     size = len(question.encode("utf-8"))
     if size > max_question_bytes:
         raise RowError("question", f"question is {size} bytes, above the limit of {max_question_bytes} bytes")

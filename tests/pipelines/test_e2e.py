@@ -61,7 +61,7 @@ def test_bad_rows_are_quarantined_and_nothing_else_is_lost(tmp_path: Path, gsm8k
     assert by_index[1].field == "question"
     assert "missing" in by_index[1].reason
     assert by_index[3].field == "question"
-    assert "int" in by_index[3].reason
+    assert "found number" in by_index[3].reason
     assert by_index[5].field == "<row>"
     assert "UTF-8" in by_index[5].reason
     assert by_index[7].field == "question"
