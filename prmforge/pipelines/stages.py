@@ -18,7 +18,16 @@ from prmforge.annotators.base import Annotator
 from prmforge.policies.base import GenerationRequest, Policy, split_steps
 from prmforge.schemas.arrow import QuarantineEntry, quarantine_entry
 from prmforge.schemas.errors import RowError
-from prmforge.schemas.records import PRMExample, Problem, Rollout, SamplingParams, StepLabels, StepTruth, Vote
+from prmforge.schemas.records import (
+    PRMExample,
+    Problem,
+    Rollout,
+    SamplingParams,
+    Split,
+    StepLabels,
+    StepTruth,
+    Vote,
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -195,7 +204,7 @@ def annotate_stage(
     return out
 
 
-def split_for(problem_id: str, seed: int, validation: float) -> str:
+def split_for(problem_id: str, seed: int, validation: float) -> Split:
     """Deterministic split by problem, so no problem straddles train and validation."""
     if validation <= 0.0:
         return "train"
@@ -208,7 +217,7 @@ def assemble_example(
     rollout: Rollout,
     labels: StepLabels,
     after_first_error: str,
-    split: str,
+    split: Split,
 ) -> PRMExample:
     """One source's labels become a trainable row (fusion of several sources comes later)."""
     if labels.first_error is None:
@@ -231,7 +240,7 @@ def assemble_example(
         votes=(Vote(labels.source, labels.first_error),),
         agreement=1.0,
         weight=1.0,
-        split=split,  # type: ignore[arg-type]
+        split=split,
         gold=problem.gold,
         final_answer=rollout.final_answer,
         outcome=rollout.outcome,
