@@ -201,6 +201,32 @@ def stats(
 
 
 @app.command()
+def export(
+    directory: Annotated[Path, typer.Argument(help="a build directory")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="trl (prompt/completions/labels), math-shepherd (ки +/-), qwen (<extra_0>)"
+        ),
+    ] = "trl",
+    split: Annotated[str, typer.Option(help="train or validation")] = "train",
+) -> None:
+    """Write a build's rows as JSONL in an external PRM training format."""
+    from prmforge.pipelines.export import export_jsonl
+
+    if fmt not in ("trl", "math-shepherd", "qwen"):
+        err_console.print(f"[red]error[/red] --format: must be one of trl, math-shepherd, qwen (got {fmt!r})")
+        raise typer.Exit(2)
+    try:
+        count = export_jsonl(directory, fmt, output, split)  # type: ignore[arg-type]
+    except PrmforgeError as err:
+        err_console.print(f"[red]error[/red] {err}")
+        raise typer.Exit(1) from None
+    console.print(f"wrote {count} {split} rows to {output} ({fmt})")
+
+
+@app.command()
 def validate(config: Annotated[Path, typer.Argument(help="YAML build configuration")]) -> None:
     """Check a configuration without running it."""
     from prmforge.pipelines.components import simulated_params

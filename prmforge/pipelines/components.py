@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from pathlib import Path
 
 from prmforge.annotators.mc import MonteCarloAnnotator
 from prmforge.policies.base import Policy
@@ -27,11 +26,11 @@ def simulated_params(config: PolicyConfig) -> SimulatedPolicyParams:
         raise ConfigError(f"policy.params: {err}") from None
 
 
-def build_policy(config: BuildConfig, problems: Sequence[Problem], cache_file: Path | None) -> Policy:
-    """The configured policy, behind the request cache when the build enables it."""
+def build_policy(config: BuildConfig, problems: Sequence[Problem], cache: RequestCache | None) -> Policy:
+    """The configured policy, behind the request cache when one is given."""
     policy: Policy = SimulatedPolicy(problems, simulated_params(config.policy), seed=config.seed)
-    if cache_file is not None and config.runner.cache:
-        policy = CachedPolicy(policy, RequestCache(cache_file))
+    if cache is not None:
+        policy = CachedPolicy(policy, cache)
     return policy
 
 

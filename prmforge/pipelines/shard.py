@@ -27,6 +27,7 @@ from prmforge.pipelines.stages import (
     load_stage,
 )
 from prmforge.policies.base import GenerationRequest, GenerationResult, Policy
+from prmforge.policies.cache import RequestCache
 from prmforge.schemas.config import BuildConfig
 from prmforge.schemas.records import Problem
 from prmforge.suites.truth import judge_truth
@@ -87,10 +88,13 @@ class ShardRunner:
         self.build = BuildDir(Path(task.root))
         self.emit = emit
         self._policy: _TimedPolicy | None = None
+        self._cache: RequestCache | None = None
 
     def _policy_for(self, problems: list[Problem]) -> _TimedPolicy:
         if self._policy is None:
-            self._policy = _TimedPolicy(build_policy(self.config, problems, self.build.cache_file))
+            if self.config.runner.cache:
+                self._cache = RequestCache(self.build.cache_file)
+            self._policy = _TimedPolicy(build_policy(self.config, problems, self._cache))
         return self._policy
 
     def _stage(self, stage: str, kind: str, compute: Callable[[], StageOutput[Any]]) -> list[Any]:
@@ -131,12 +135,17 @@ class ShardRunner:
         return files
 
     def run(self) -> None:
-        cfg = self.config
-        if self.build.committed("assemble", self.task.shard) is not None:
-            marker = self.build.committed("assemble", self.task.shard)
-            assert marker is not None
+        if (marker := self.build.committed("assemble", self.task.shard)) is not None:
             self.emit(StageEvent(self.task.shard, "assemble", marker.counts, True, 0.0))
             return
+        try:
+            self._run_stages()
+        finally:
+            if self._cache is not None:
+                self._cache.close()
+
+    def _run_stages(self) -> None:
+        cfg = self.config
         max_q = cfg.limits.max_question_bytes
         problems: list[Problem] = self._stage(
             "load", "problem", lambda: load_stage(self.task.rows, lambda row: parse_row(row, max_q))

@@ -100,3 +100,35 @@ def test_build_without_output_says_which_field(tmp_path: Path) -> None:
     result = runner.invoke(app, ["build", str(write(tmp_path, base()))])
     assert result.exit_code == 2
     assert "output:" in result.output
+
+
+@pytest.mark.parametrize("fmt", ["trl", "math-shepherd", "qwen"])
+def test_export_round_trips_through_the_format(tmp_path: Path, fmt: str) -> None:
+    from prmforge.pipelines.export import iter_examples
+    from prmforge.schemas.exporters import from_math_shepherd, from_qwen_messages, from_trl
+
+    runner.invoke(app, ["build", str(write(tmp_path, base())), "--output", str(tmp_path / "b")])
+    out = tmp_path / f"{fmt}.jsonl"
+    result = runner.invoke(app, ["export", str(tmp_path / "b"), "--format", fmt, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    examples = list(iter_examples(tmp_path / "b", "train"))
+    assert len(rows) == len(examples) == 12
+    for row, example in zip(rows, examples, strict=True):
+        if fmt == "trl":
+            assert from_trl(row) == (example.prompt, list(example.completions), list(example.labels))
+        elif fmt == "math-shepherd":
+            assert from_math_shepherd(row) == (
+                example.prompt,
+                list(example.completions),
+                list(example.labels),
+            )
+        else:
+            assert from_qwen_messages(row["messages"]) == (example.prompt, list(example.completions))
+            assert row["labels"] == list(example.labels)
+
+
+def test_export_rejects_an_unknown_format(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", str(tmp_path), "--format", "csv", "--output", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert "--format: must be one of trl, math-shepherd, qwen (got 'csv')" in result.output
