@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from prmforge.pipelines.shard import STAGES, StageEvent
@@ -56,14 +57,17 @@ class StageBoard:
 
     def render(self) -> Table:
         table = Table(title=f"build progress ({time.perf_counter() - self.started:.1f}s)")
-        for col in ("stage", "shards", "rows in", "rows out", "quarantined", "stage s", "in generate s"):
-            table.add_column(col, justify="left" if col == "stage" else "right")
+        table.add_column("stage")
+        table.add_column("progress", width=24)
+        for col in ("shards", "rows in", "rows out", "quarantined", "stage s", "in generate s"):
+            table.add_column(col, justify="right")
         for stage, r in self.rows.items():
             done = f"{int(r['shards'])}/{self.num_shards}" + (
                 f" ({int(r['resumed'])} resumed)" if r["resumed"] else ""
             )
             table.add_row(
                 stage,
+                ProgressBar(total=self.num_shards, completed=int(r["shards"]), width=24),
                 done,
                 str(int(r["in"])),
                 str(int(r["out"])),
