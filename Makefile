@@ -4,9 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install system-deps demo test test-fast lint bench clean
 
-install: $(STAMP)
+install: system-deps $(STAMP)
+
+# Debian packages for the sandbox and compilers (bubblewrap, seccomp, system python3, gcc); idempotent.
+system-deps:
+	bash scripts/install-system-deps.sh
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +36,9 @@ lint: install
 
 bench: install
 	$(PY) bench/bench_spine.py
+	$(PY) bench/bench_sandbox.py
+	$(PY) bench/bench_verifiers.py
+	$(PY) bench/bench_code.py
 
 clean:
 	rm -rf out .bench .pytest_cache .mypy_cache .ruff_cache

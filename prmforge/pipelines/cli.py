@@ -14,9 +14,11 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from prmforge.pipelines.shard import STAGES, StageEvent
+from prmforge.pipelines.cli_eval import eval_app
+from prmforge.pipelines.shard import StageEvent, stages_of
 from prmforge.schemas.config import BuildConfig, load_config
 from prmforge.schemas.errors import PrmforgeError
+from prmforge.verifiers.sandbox.cli import sandbox_app
 
 app = typer.Typer(
     help="Build process-reward-model training data.", no_args_is_help=True, add_completion=False
@@ -29,7 +31,7 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 class StageBoard:
     """Live per-stage counts while a build runs."""
 
-    def __init__(self, num_shards: int) -> None:
+    def __init__(self, num_shards: int, stages: tuple[str, ...]) -> None:
         self.num_shards = num_shards
         self.rows: dict[str, dict[str, float]] = {
             s: {
@@ -41,7 +43,7 @@ class StageBoard:
                 "seconds": 0.0,
                 "generate": 0.0,
             }
-            for s in STAGES
+            for s in stages
         }
         self.started = time.perf_counter()
 
@@ -106,7 +108,7 @@ def build(
         raise typer.Exit(2)
     try:
         num_shards = len(plan_shards(list(iter_source_rows(cfg)), cfg.runner.shard_size))
-        board = StageBoard(num_shards)
+        board = StageBoard(num_shards, stages_of(cfg))
         with Live(board.render(), console=console, refresh_per_second=4, transient=False) as live:
 
             def on_event(event: StageEvent) -> None:
@@ -150,13 +152,18 @@ def _print_summary(root: Path) -> None:
         ("completions (cached)", f"{s['cost']['completions']} ({s['cost']['cached_completions']})"),
         ("completions per step", s["cost"]["completions_per_step"]),
         ("generated tokens", s["cost"]["generated_tokens"]),
+        ("tool calls", s["cost"]["tool_calls"]),
         ("labelling seconds", s["cost"]["seconds"]),
         ("quarantined rows", s["quarantined"]),
     ]
     for label, value in rows:
         table.add_row(label, _fmt(value))
     console.print(table)
-    quality = Table(title="labels against truth")
+    quality = Table(
+        title="labels against truth",
+        caption="false +: a step labelled good at or after the true first error; "
+        "false -: a step labelled bad before it",
+    )
     for col in (
         "suite",
         "rows",
@@ -164,8 +171,8 @@ def _print_summary(root: Path) -> None:
         "error acc",
         "correct acc",
         "step acc",
-        "FP after err",
-        "FN before err",
+        "false +",
+        "false -",
     ):
         quality.add_column(col, justify="right")
     for suite, q in [("all", s["quality"]), *s["quality_by_suite"].items()]:
@@ -178,8 +185,8 @@ def _print_summary(root: Path) -> None:
             _fmt(q["error_acc"]),
             _fmt(q["correct_acc"]),
             _fmt(q["step_accuracy"]),
-            str(q["fp_after_first_error"]),
-            str(q["fn_before_first_error"]),
+            str(q["false_positives"]),
+            str(q["false_negatives"]),
         )
     console.print(quality)
     for reason, count in s["quarantine_reasons"].items():
@@ -247,6 +254,10 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML build configurati
         f"{config}: valid ({len(cfg.suites)} suite(s), {rows} input rows, "
         f"config hash {cfg.content_hash()[:16]})"
     )
+
+
+app.add_typer(eval_app)
+app.add_typer(sandbox_app, name="sandbox")
 
 
 if __name__ == "__main__":

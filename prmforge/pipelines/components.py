@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from prmforge.annotators.base import Annotator
 from prmforge.annotators.mc import MonteCarloAnnotator
+from prmforge.annotators.tool import ToolAnnotator
 from prmforge.policies.base import Policy
 from prmforge.policies.cache import CachedPolicy, RequestCache
+from prmforge.policies.scripted import SCRIPTED_DOMAINS, RoutedPolicy, ScriptedParams, ScriptedPolicy
 from prmforge.policies.simulated import SimulatedPolicy, SimulatedPolicyParams
 from prmforge.schemas.config import BuildConfig, PolicyConfig
 from prmforge.schemas.errors import ConfigError
 from prmforge.schemas.records import Problem
-from prmforge.verifiers.answer import AnswerGrader, extract_final_answer
+from prmforge.verifiers.answer import AnswerGrader
+from prmforge.verifiers.compile_test import CompileTestVerifier
+from prmforge.verifiers.equations import EquationVerifier
+from prmforge.verifiers.lanser import pyright_lanser_verifier
+from prmforge.verifiers.sandbox import probe_isolation
+from prmforge.verifiers.z3_entailment import Z3EntailmentVerifier
 
 
 def simulated_params(config: PolicyConfig) -> SimulatedPolicyParams:
@@ -27,11 +35,77 @@ def simulated_params(config: PolicyConfig) -> SimulatedPolicyParams:
 
 
 def build_policy(config: BuildConfig, problems: Sequence[Problem], cache: RequestCache | None) -> Policy:
-    """The configured policy, behind the request cache when one is given."""
-    policy: Policy = SimulatedPolicy(problems, simulated_params(config.policy), seed=config.seed)
-    if cache is not None:
-        policy = CachedPolicy(policy, cache)
-    return policy
+    """The configured policies, each behind the request cache when one is given.
+
+    Math problems go to the simulated policy, `logic` and `code` problems to the scripted one;
+    a shard with both gets a router.
+    """
+
+    def cached(policy: Policy) -> Policy:
+        return CachedPolicy(policy, cache) if cache is not None else policy
+
+    math = [p for p in problems if p.domain not in SCRIPTED_DOMAINS]
+    scripted = [p for p in problems if p.domain in SCRIPTED_DOMAINS]
+    simulated = (
+        cached(SimulatedPolicy(math, simulated_params(config.policy), seed=config.seed)) if math else None
+    )
+    if not scripted:
+        assert simulated is not None or not problems
+        return simulated or cached(SimulatedPolicy([], simulated_params(config.policy), seed=config.seed))
+    knobs = config.policy.scripted
+    script = cached(
+        ScriptedPolicy(
+            scripted, ScriptedParams(knobs.logic_error_rate, knobs.code_bug_rate), seed=config.seed
+        )
+    )
+    if simulated is None:
+        return script
+    routes = {p.question: simulated for p in math} | {p.question: script for p in scripted}
+    return RoutedPolicy(routes)
+
+
+class ClosingAnnotator:
+    """An annotator and the resources it holds (a Z3 worker, a language server), closed after the shard."""
+
+    def __init__(self, annotator: Annotator, close: Callable[[], None] = lambda: None) -> None:
+        self.annotator = annotator
+        self.close = close
+
+
+def build_annotator(config: BuildConfig, policy: Policy) -> ClosingAnnotator:
+    """The labelling method ``annotate.method`` names."""
+    method = config.annotate.method
+    if method == "mc":
+        return ClosingAnnotator(build_mc_annotator(config, policy))
+    if method == "equations":
+        return ClosingAnnotator(ToolAnnotator(EquationVerifier(), "equations"))
+    if method == "z3":
+        z3 = Z3EntailmentVerifier()
+        return ClosingAnnotator(ToolAnnotator(z3, "z3"), z3.close)
+    if method == "compile-test":
+        return ClosingAnnotator(ToolAnnotator(CompileTestVerifier(), "compile-test"))
+    lanser = pyright_lanser_verifier()
+    return ClosingAnnotator(ToolAnnotator(lanser, "lanser"), lanser.close)
+
+
+def verification_provenance(config: BuildConfig) -> dict[str, str]:
+    """What checked the steps, and how isolated it was: recorded in the manifest and the dataset card."""
+    method = config.annotate.method
+    if method == "mc":
+        return {"method": "mc", "tool": "none", "isolation": "no code executed"}
+    if method == "equations":
+        return {"method": method, "tool": "exact rational arithmetic", "isolation": "no code executed"}
+    if method == "z3":
+        import z3
+
+        return {
+            "method": method,
+            "tool": f"z3 {z3.get_version_string()}",
+            "isolation": "child process with an address-space rlimit, deterministic rlimit, hard kill",
+        }
+    report = probe_isolation()
+    tool = "gcc + python3 in the sandbox" if method == "compile-test" else "pyright language server"
+    return {"method": method, "tool": tool, "isolation": report.layers}
 
 
 def build_mc_annotator(config: BuildConfig, policy: Policy) -> MonteCarloAnnotator:
@@ -45,14 +119,3 @@ def build_mc_annotator(config: BuildConfig, policy: Policy) -> MonteCarloAnnotat
         early_stop=mc.early_stop,
         last_step_from_outcome=mc.last_step_from_outcome,
     )
-
-
-def grade_text(text: str, gold: str) -> tuple[str | None, bool | None]:
-    """The final answer a text states and whether it equals the gold answer.
-
-    A rollout that states no final answer is graded wrong, not unknown: the gold answer is known.
-    """
-    answer = extract_final_answer(text)
-    if answer is None:
-        return None, False
-    return answer, AnswerGrader().grade(text, gold)

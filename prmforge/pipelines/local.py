@@ -19,7 +19,8 @@ from typing import Any
 
 from prmforge.pipelines.builddir import BuildDir, Marker, atomic_write_bytes, atomic_write_json
 from prmforge.pipelines.card import render_card
-from prmforge.pipelines.shard import SPLITS, STAGES, ShardTask, StageEvent, run_shard
+from prmforge.pipelines.components import verification_provenance
+from prmforge.pipelines.shard import SPLITS, ShardTask, StageEvent, run_shard, stages_of
 from prmforge.pipelines.sources import iter_source_rows
 from prmforge.pipelines.stages import SourceRow
 from prmforge.schemas.config import BuildConfig
@@ -126,7 +127,7 @@ def write_manifest(build: BuildDir, config: BuildConfig, num_shards: int) -> dic
     """The manifest lists every committed file; its content hash covers the data files in shard order."""
     stages: dict[str, Any] = {}
     files: list[dict[str, Any]] = []
-    for stage in STAGES:
+    for stage in stages_of(config):
         markers = []
         for shard in range(num_shards):
             marker = build.committed(stage, shard)
@@ -150,6 +151,7 @@ def write_manifest(build: BuildDir, config: BuildConfig, num_shards: int) -> dic
         "content_hash": digest.hexdigest(),
         "splits": splits,
         "stages": stages,
+        "verification": verification_provenance(config),
         "files": files,
     }
     atomic_write_json(build.manifest_file, manifest)

@@ -15,7 +15,8 @@ from typing import Any
 
 from prmforge.pipelines import tables
 from prmforge.pipelines.builddir import BuildDir, StageCounts
-from prmforge.pipelines.components import build_mc_annotator, build_policy, grade_text
+from prmforge.pipelines.components import build_annotator, build_policy
+from prmforge.pipelines.domains import OutcomeGrader, judge, segment
 from prmforge.pipelines.sources import parse_row
 from prmforge.pipelines.stages import (
     GenerateSettings,
@@ -29,11 +30,18 @@ from prmforge.pipelines.stages import (
 from prmforge.policies.base import GenerationRequest, GenerationResult, Policy
 from prmforge.policies.cache import RequestCache
 from prmforge.schemas.config import BuildConfig
-from prmforge.schemas.records import Problem
-from prmforge.suites.truth import judge_truth
+from prmforge.schemas.records import Problem, Rollout, StepLabels
 
-STAGES = ("load", "generate", "annotate-mc", "assemble")
 SPLITS = ("train", "validation")
+
+
+def annotate_stage_name(config: BuildConfig) -> str:
+    return f"annotate-{config.annotate.method}"
+
+
+def stages_of(config: BuildConfig) -> tuple[str, ...]:
+    """The build's stages in order; the annotate stage is named after the labelling method."""
+    return ("load", "generate", annotate_stage_name(config), "assemble")
 
 
 def active_splits(config: BuildConfig) -> tuple[str, ...]:
@@ -144,6 +152,15 @@ class ShardRunner:
             if self._cache is not None:
                 self._cache.close()
 
+    def _annotate(
+        self, by_id: dict[str, Problem], rollouts: list[Rollout], problems: list[Problem]
+    ) -> StageOutput[StepLabels]:
+        built = build_annotator(self.config, self._policy_for(problems))
+        try:
+            return annotate_stage(by_id, rollouts, built.annotator)
+        finally:
+            built.close()
+
     def _run_stages(self) -> None:
         cfg = self.config
         max_q = cfg.limits.max_question_bytes
@@ -157,12 +174,12 @@ class ShardRunner:
         rollouts = self._stage(
             "generate",
             "rollout",
-            lambda: generate_stage(problems, self._policy_for(problems), settings, grade_text, judge_truth),
+            lambda: generate_stage(
+                problems, self._policy_for(problems), settings, OutcomeGrader().grade, segment, judge
+            ),
         )
         labels = self._stage(
-            "annotate-mc",
-            "labels",
-            lambda: annotate_stage(by_id, rollouts, build_mc_annotator(cfg, self._policy_for(problems))),
+            annotate_stage_name(cfg), "labels", lambda: self._annotate(by_id, rollouts, problems)
         )
         self._stage(
             "assemble",

@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from prmforge.pipelines.stages import SourceRow
-from prmforge.schemas.config import ArithSuite, BuildConfig, Gsm8kSuite
+from prmforge.schemas.config import ArithSuite, BuildConfig, Gsm8kSuite, LogicSuite
 from prmforge.schemas.errors import ConfigError
 from prmforge.schemas.records import Problem
 from prmforge.suites.arith import generate_arith_problems
+from prmforge.suites.code import generate_code_problems
 from prmforge.suites.gsm8k import iter_gsm8k_lines, parse_gsm8k_row
+from prmforge.suites.logic import generate_logic_problems
 
 GSM8K_ENV = "PRMFORGE_GSM8K"
 
@@ -32,27 +34,34 @@ def gsm8k_path(suite: Gsm8kSuite, position: int) -> Path:
 
 
 def iter_source_rows(config: BuildConfig) -> Iterator[SourceRow]:
-    """Every input row of every suite; arithmetic problems are generated from the build seed."""
+    """Every input row of every suite; generated suites derive their seed from the build seed."""
     for position, suite in enumerate(config.suites):
+        if isinstance(suite, Gsm8kSuite):
+            yield from _gsm8k_rows(suite, position)
+            continue
+        seed = config.seed + suite.seed
         if isinstance(suite, ArithSuite):
-            problems = generate_arith_problems(
-                count=suite.count,
-                seed=config.seed + suite.seed,
-                min_steps=suite.min_steps,
-                max_steps=suite.max_steps,
+            problems = generate_arith_problems(suite.count, seed, suite.min_steps, suite.max_steps)
+        elif isinstance(suite, LogicSuite):
+            problems = generate_logic_problems(
+                suite.count, seed, suite.min_steps, suite.max_steps, suite.first_order_share
             )
-            for index, problem in enumerate(problems):
-                yield SourceRow("arith", index, problem)
         else:
-            path = gsm8k_path(suite, position)
-            source = f"gsm8k:{path.name}"
-            stop = None if suite.limit is None else suite.offset + suite.limit
-            for index, raw in iter_gsm8k_lines(path):
-                if index < suite.offset:
-                    continue
-                if stop is not None and index >= stop:
-                    break
-                yield SourceRow(source, index, raw)
+            problems = generate_code_problems(suite.count, seed, suite.languages)
+        for index, problem in enumerate(problems):
+            yield SourceRow(suite.kind, index, problem)
+
+
+def _gsm8k_rows(suite: Gsm8kSuite, position: int) -> Iterator[SourceRow]:
+    path = gsm8k_path(suite, position)
+    source = f"gsm8k:{path.name}"
+    stop = None if suite.limit is None else suite.offset + suite.limit
+    for index, raw in iter_gsm8k_lines(path):
+        if index < suite.offset:
+            continue
+        if stop is not None and index >= stop:
+            break
+        yield SourceRow(source, index, raw)
 
 
 def parse_row(row: SourceRow, max_question_bytes: int) -> Problem:

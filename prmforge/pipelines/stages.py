@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from prmforge.annotators.base import Annotator
-from prmforge.policies.base import GenerationRequest, Policy, split_steps
+from prmforge.policies.base import GenerationRequest, Policy
 from prmforge.schemas.arrow import QuarantineEntry, quarantine_entry
 from prmforge.schemas.errors import RowError
 from prmforge.schemas.records import (
@@ -135,8 +135,9 @@ def generate_stage(
     problems: Sequence[Problem],
     policy: Policy,
     settings: GenerateSettings,
-    grade: Callable[[str, str], tuple[str | None, bool | None]],
-    truth: Callable[[Problem, Sequence[str]], StepTruth] | None,
+    grade: Callable[[Problem, str], tuple[str | None, bool | None]],
+    segment: Callable[[Problem, str], tuple[str, ...]],
+    truth: Callable[[Problem, Sequence[str]], StepTruth | None],
 ) -> StageOutput[Rollout]:
     """Sample rollouts, segment them into steps, grade the outcome and attach truth (for evaluation)."""
     out: StageOutput[Rollout] = StageOutput(rows_in=len(problems))
@@ -157,8 +158,8 @@ def generate_stage(
             req_seed = derive_seed(settings.seed, "generate", problem.problem_id)
             rollouts = []
             for i, completion in enumerate(result.completions):
-                steps = split_steps(completion.text)
-                final_answer, outcome = grade(completion.text, problem.gold)
+                steps = segment(problem, completion.text)
+                final_answer, outcome = grade(problem, completion.text)
                 rollouts.append(
                     Rollout(
                         rollout_id=rollout_id(
@@ -174,7 +175,7 @@ def generate_stage(
                         outcome=outcome,
                         prompt_tokens=result.prompt_tokens,
                         completion_tokens=completion.tokens,
-                        truth=truth(problem, steps) if truth is not None else None,
+                        truth=truth(problem, steps),
                     )
                 )
             produced.append(rollouts)
@@ -221,7 +222,8 @@ def assemble_example(
 ) -> PRMExample:
     """One source's labels become a trainable row (fusion of several sources comes later)."""
     if labels.first_error is None:
-        raise ValueError(f"rollout {rollout.rollout_id}: the annotator could not decide a first error")
+        # The rollout id is in the quarantine row's preview; the reason stays the same for all, so it counts.
+        raise ValueError(f"{labels.source} could not decide a first error (an unchecked step comes first)")
     fe = labels.first_error
     steps = rollout.steps
     hard = tuple(fe < 0 or t < fe for t in range(len(steps)))

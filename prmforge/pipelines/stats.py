@@ -76,7 +76,7 @@ def summarize(root: Path) -> dict[str, Any]:
     build = BuildDir(root)
     manifest = build.read_manifest()
     examples: list[PRMExample] = _read(build, manifest, "data/", "example")
-    labels: list[StepLabels] = _read(build, manifest, "stages/annotate-mc/", "labels")
+    labels: list[StepLabels] = _read(build, manifest, "stages/annotate-", "labels")
     problems: list[Problem] = _read(build, manifest, "stages/load/", "problem")
     quarantined = _read(build, manifest, "quarantine/", "quarantine")
     source_of = {p.problem_id: p.source.split(":")[0] for p in problems}
@@ -87,6 +87,7 @@ def summarize(root: Path) -> dict[str, Any]:
         "completions": sum(lab.cost.completions for lab in labels),
         "generated_tokens": sum(lab.cost.generated_tokens for lab in labels),
         "cached_completions": sum(lab.cost.cached_completions for lab in labels),
+        "tool_calls": sum(lab.cost.tool_calls for lab in labels),
         "seconds": round(sum(lab.cost.seconds for lab in labels), 3),
     }
     cost["completions_per_step"] = round(cost["completions"] / steps, 3) if steps else 0.0

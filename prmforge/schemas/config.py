@@ -45,7 +45,38 @@ class Gsm8kSuite(_Strict):
     limit: int | None = Field(None, ge=1, description="number of lines to read; all when omitted")
 
 
-Suite = Annotated[ArithSuite | Gsm8kSuite, Field(discriminator="kind")]
+class LogicSuite(_Strict):
+    """Propositional and first-order derivations with injected invalid inferences (checked by Z3)."""
+
+    kind: Literal["logic"] = "logic"
+    count: int = Field(24, ge=1)
+    seed: int = Field(0, description="generator seed (the build seed is added to it)")
+    min_steps: int = Field(3, ge=1)
+    max_steps: int = Field(8, ge=1)
+    first_order_share: float = Field(0.5, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _steps_ordered(self) -> LogicSuite:
+        if self.max_steps < self.min_steps:
+            raise ValueError(f"max_steps ({self.max_steps}) must be >= min_steps ({self.min_steps})")
+        return self
+
+
+CodeLanguage = Literal["python", "c"]
+CODE_LANGUAGES: tuple[CodeLanguage, ...] = ("python", "c")
+
+
+class CodeSuite(_Strict):
+    """Small Python and C functions with unit tests; rollouts carry injected bugs or truncations."""
+
+    kind: Literal["code"] = "code"
+    count: int = Field(16, ge=1)
+    seed: int = Field(0, description="generator seed (the build seed is added to it)")
+    languages: list[CodeLanguage] = Field(default_factory=lambda: list(CODE_LANGUAGES), min_length=1)
+
+
+Suite = Annotated[ArithSuite | Gsm8kSuite | LogicSuite | CodeSuite, Field(discriminator="kind")]
+MATH_KINDS = frozenset({"arith", "gsm8k"})
 
 
 class SamplingConfig(_Strict):
@@ -57,12 +88,22 @@ class SamplingConfig(_Strict):
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
 
 
+class ScriptedConfig(_Strict):
+    """The policy of the `logic` and `code` suites: whole solutions with seeded errors."""
+
+    logic_error_rate: float = Field(0.2, ge=0.0, le=1.0, description="chance a derivation step is invalid")
+    code_bug_rate: float = Field(
+        0.5, ge=0.0, le=1.0, description="chance a program has a bug or is truncated"
+    )
+
+
 class PolicyConfig(_Strict):
     kind: Literal["simulated"] = Field("simulated", description="the generation backend")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     params: dict[str, float] = Field(
         default_factory=dict, description="overrides of the simulated policy's parameters"
     )
+    scripted: ScriptedConfig = Field(default_factory=ScriptedConfig)
 
 
 class GenerateConfig(_Strict):
@@ -76,7 +117,16 @@ class MonteCarloConfig(_Strict):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
 
 
+Method = Literal["mc", "equations", "z3", "compile-test", "lanser"]
+
+
 class AnnotateConfig(_Strict):
+    method: Method = Field(
+        "mc",
+        description="mc: Monte Carlo estimation; equations: exact check of stated equalities; "
+        "z3: local entailment of each inference; compile-test: run programs in the sandbox; "
+        "lanser: language-server process reward",
+    )
     mc: MonteCarloConfig = Field(default_factory=MonteCarloConfig)
 
 
@@ -116,6 +166,16 @@ class BuildConfig(_Strict):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
+    @model_validator(mode="after")
+    def _method_fits_suites(self) -> BuildConfig:
+        kinds = {suite.kind for suite in self.suites}
+        if self.annotate.method == "mc" and not kinds <= MATH_KINDS:
+            raise ValueError(
+                f"annotate.method 'mc' needs a policy that continues a prefix, which only the math suites "
+                f"have; suites {sorted(kinds - MATH_KINDS)} need a tool method (z3, compile-test, lanser)"
+            )
+        return self
+
     def content_hash(self) -> str:
         """Hash of everything that decides the dataset's content."""
         data = self.model_dump(mode="json")
@@ -150,7 +210,7 @@ def parse_config(data: Any, origin: str = "<config>", base_dir: Path | None = No
         raise ConfigError(_format_errors(err, origin)) from None
     if base_dir is None:
         return config
-    suites: list[ArithSuite | Gsm8kSuite] = []
+    suites: list[ArithSuite | Gsm8kSuite | LogicSuite | CodeSuite] = []
     for suite in config.suites:
         if isinstance(suite, Gsm8kSuite) and suite.path is not None and not suite.path.is_absolute():
             suites.append(suite.model_copy(update={"path": (base_dir / suite.path).resolve()}))

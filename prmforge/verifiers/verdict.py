@@ -39,9 +39,7 @@ class Verdict(StrEnum):
         return "invalid"
 
 
-_UNCHECKED = frozenset(
-    {Verdict.SOLVER_UNKNOWN, Verdict.ABSTAIN, Verdict.UNAVAILABLE, Verdict.INFRA_ERROR}
-)
+_UNCHECKED = frozenset({Verdict.SOLVER_UNKNOWN, Verdict.ABSTAIN, Verdict.UNAVAILABLE, Verdict.INFRA_ERROR})
 
 
 @dataclass(frozen=True, slots=True)

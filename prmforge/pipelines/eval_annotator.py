@@ -1,0 +1,236 @@
+"""Score an annotator on ProcessBench-format data (human first-error labels), as ``run_eval.py`` does.
+
+Input: a JSON list of ``{"id", "generator", "problem", "steps": [str],
+"final_answer_correct", "label"}`` where ``label`` is the index of the first
+erroneous step (-1: none). Each item becomes a :class:`Problem` (domain
+``math``, an empty ``gold``: the gold answer is unknown) and a redacted
+:class:`Rollout` (the steps as given, ``outcome = final_answer_correct``); the
+label never reaches the annotator.
+
+Predictions. ``score`` uses the annotator's ``first_error``. ProcessBench
+gives every sample a prediction; an annotator that cannot tell (``None``) is
+counted as predicting -1 ("no error found") by default (``none_as=-1``), or as
+a miss in both classes with ``none_as=None`` (the convention of
+:func:`~prmforge.annotators.metrics.processbench_f1` for an unparseable critic
+answer). ``flag_score`` predicts the first step the annotator labels invalid
+(``hard is False``) whatever precedes it, else -1: the natural reading of a
+precision-first checker that abstains on most steps.
+
+Step flags: ``steps_flagged`` counts steps labelled invalid; of those,
+``flagged_exact`` are the labelled first error, ``flagged_after`` come after it,
+``flagged_before`` come before it (false alarms), ``flagged_in_correct`` sit in
+fully correct solutions (false alarms). ``coverage`` is the share of steps
+with a known label (``hard is not None``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from prmforge.annotators.base import Annotator
+from prmforge.annotators.metrics import FlagPrecision, ProcessBenchScore, flag_precision, processbench_f1
+from prmforge.schemas.errors import RowError
+from prmforge.schemas.records import Cost, Problem, Rollout, SamplingParams, StepLabels
+
+__all__ = [
+    "EvalReport",
+    "ProcessBenchItem",
+    "build_annotator",
+    "evaluate_annotator",
+    "evaluate_labels",
+    "item_records",
+    "load_processbench",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessBenchItem:
+    item_id: str
+    generator: str
+    problem: str
+    steps: tuple[str, ...]
+    final_answer_correct: bool | None
+    label: int
+
+
+def _field(row: dict[str, Any], name: str, kind: type) -> Any:
+    value = row.get(name)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise RowError(name, f"expected {kind.__name__}, found {type(value).__name__}")
+    return value
+
+
+def load_processbench(path: Path, limit: int | None = None) -> list[ProcessBenchItem]:
+    """Read the items (the first ``limit`` of them); raises :class:`RowError` naming item and field."""
+    rows = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(rows, list):
+        raise RowError("<file>", "expected a JSON list of ProcessBench items")
+    items = []
+    for index, row in enumerate(rows[:limit] if limit is not None else rows):
+        try:
+            if not isinstance(row, dict):
+                raise RowError("<row>", f"expected an object, found {type(row).__name__}")
+            steps = _field(row, "steps", list)
+            if not all(isinstance(s, str) for s in steps):
+                raise RowError("steps", "every step must be a string")
+            label = _field(row, "label", int)
+            if not -1 <= label < len(steps):
+                raise RowError("label", f"{label} is not -1 or a step index below {len(steps)}")
+            correct = row.get("final_answer_correct")
+            items.append(
+                ProcessBenchItem(
+                    item_id=str(row.get("id", index)),
+                    generator=str(row.get("generator", "")),
+                    problem=_field(row, "problem", str),
+                    steps=tuple(steps),
+                    final_answer_correct=correct if isinstance(correct, bool) else None,
+                    label=label,
+                )
+            )
+        except RowError as err:
+            raise RowError(f"item {index}.{err.field}", err.reason) from None
+    return items
+
+
+def item_records(item: ProcessBenchItem, source: str = "processbench") -> tuple[Problem, Rollout]:
+    """The problem (gold unknown) and the redacted rollout an item stands for."""
+    problem = Problem(
+        problem_id=item.item_id,
+        domain="math",
+        question=item.problem,
+        gold="",
+        source=source,
+        meta={"generator": item.generator},
+    )
+    rollout = Rollout(
+        rollout_id=hashlib.sha256(f"{source}|{item.item_id}".encode()).hexdigest()[:24],
+        problem_id=item.item_id,
+        policy=item.generator,
+        sampling=SamplingParams(),
+        seed=0,
+        text="\n\n".join(item.steps),
+        steps=item.steps,
+        final_answer=None,
+        outcome=item.final_answer_correct,
+        prompt_tokens=0,
+        completion_tokens=0,
+    )
+    return problem, rollout
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    """What :func:`evaluate_annotator` measured (see the module docstring)."""
+
+    annotator: str
+    items: int
+    score: ProcessBenchScore
+    flag_score: ProcessBenchScore
+    flags: FlagPrecision
+    unknown_first_error: int
+    steps: int
+    steps_checked: int
+    coverage: float
+    steps_flagged: int
+    flagged_exact: int
+    flagged_after: int
+    flagged_before: int
+    flagged_in_correct: int
+    cost: Cost
+    predictions: tuple[int | None, ...]
+    flag_predictions: tuple[int, ...]
+    labels: tuple[int, ...]
+
+    @property
+    def step_flag_precision(self) -> float:
+        """Share of flagged steps that are the labelled first error (``nan`` without flags)."""
+        return self.flagged_exact / self.steps_flagged if self.steps_flagged else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["step_flag_precision"] = self.step_flag_precision
+        return data
+
+
+def evaluate_labels(
+    name: str, labels: Sequence[int], step_labels: Sequence[StepLabels], none_as: int | None = -1
+) -> EvalReport:
+    """The report for annotations already made (one :class:`StepLabels` per item, in order)."""
+    if len(labels) != len(step_labels):
+        raise ValueError(f"{len(step_labels)} annotations for {len(labels)} labels")
+    predictions = tuple(none_as if s.first_error is None else s.first_error for s in step_labels)
+    flag_predictions = tuple(next((t for t, h in enumerate(s.hard) if h is False), -1) for s in step_labels)
+    steps = checked = flagged = exact = after = before = in_correct = 0
+    cost = Cost()
+    for label, s in zip(labels, step_labels, strict=True):
+        steps += len(s.hard)
+        checked += sum(h is not None for h in s.hard)
+        cost = cost + s.cost
+        for t, h in enumerate(s.hard):
+            if h is not False:
+                continue
+            flagged += 1
+            if label == -1:
+                in_correct += 1
+            elif t == label:
+                exact += 1
+            elif t > label:
+                after += 1
+            else:
+                before += 1
+    return EvalReport(
+        annotator=name,
+        items=len(labels),
+        score=processbench_f1(predictions, labels),
+        flag_score=processbench_f1(flag_predictions, labels),
+        flags=flag_precision(predictions, labels),
+        unknown_first_error=sum(s.first_error is None for s in step_labels),
+        steps=steps,
+        steps_checked=checked,
+        coverage=checked / steps if steps else math.nan,
+        steps_flagged=flagged,
+        flagged_exact=exact,
+        flagged_after=after,
+        flagged_before=before,
+        flagged_in_correct=in_correct,
+        cost=cost,
+        predictions=predictions,
+        flag_predictions=flag_predictions,
+        labels=tuple(labels),
+    )
+
+
+def evaluate_annotator(
+    items_path: Path, annotator: Annotator, limit: int | None = None, none_as: int | None = -1
+) -> EvalReport:
+    """Run ``annotator`` on the first ``limit`` items of ``items_path`` and score it."""
+    items = load_processbench(items_path, limit)
+    source = f"processbench:{Path(items_path).name}"
+    records = [item_records(item, source) for item in items]
+    problems = {problem.problem_id: problem for problem, _ in records}
+    if len(problems) != len(records):
+        raise RowError("id", "item ids must be unique")
+    step_labels = annotator.annotate(problems, [rollout.redacted() for _, rollout in records])
+    return evaluate_labels(annotator.name, [item.label for item in items], step_labels, none_as)
+
+
+def build_annotator(name: str, *, z3_rlimit: int | None = None) -> Annotator:
+    """The tool annotator called ``name``: ``"equations"`` or ``"z3"`` (``z3_rlimit``: its Z3 budget)."""
+    from prmforge.annotators.tool import ToolAnnotator
+
+    if name == "equations":
+        from prmforge.verifiers.equations import EquationVerifier
+
+        return ToolAnnotator(EquationVerifier(), "equations")
+    if name == "z3":
+        from prmforge.verifiers.z3_entailment import Z3EntailmentVerifier, Z3Settings
+
+        settings = Z3Settings() if z3_rlimit is None else Z3Settings(rlimit=z3_rlimit)
+        return ToolAnnotator(Z3EntailmentVerifier(settings), "z3")
+    raise ValueError(f"unknown annotator {name!r}: choose 'equations' or 'z3'")

@@ -1,0 +1,308 @@
+"""The host side of one jail: start bubblewrap with the in-jail worker, drive jobs, tear it all down.
+
+The host owns every limit that needs a clock or a counter: it moves the job's processes into a fresh
+cgroup before they start, kills that cgroup at the wall-clock deadline or when an output stream goes
+over its cap, reads the outputs while they stream (never more than the cap plus one chunk), and reads
+the reports. The worker (trusted code inside the jail) only forks, waits, reaps and cleans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.resources
+import itertools
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from prmforge.verifiers.sandbox import codec
+from prmforge.verifiers.sandbox.bwrap import BOX, JAIL_ENV, bwrap_argv
+from prmforge.verifiers.sandbox.cgroup import Cgroup, CgroupError
+from prmforge.verifiers.sandbox.jobio import (
+    START_TIMEOUT_S,
+    JailLost,
+    Job,
+    JobDriver,
+    Pipes,
+    RawRun,
+    make_pipes,
+)
+from prmforge.verifiers.sandbox.limits import MiB, SandboxError, SandboxLimits
+from prmforge.verifiers.sandbox.scratch import Scratch
+
+__all__ = ["Jail", "JailConfig", "JailLost", "Job", "RawRun"]
+
+LAUNCH: Final = (
+    'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 126; shift; n=$((n - 1)); done; exec "$@"'
+)
+BOOT: Final = (
+    "import sys, types\n"
+    "sys.path[:] = [p for p in sys.path if p]\n"
+    "for n, s in zip(('codec', 'jail_python', 'jail'), sys.argv[2:5]):\n"
+    "    m = types.ModuleType(n); sys.modules[n] = m; exec(compile(s, n + '.py', 'exec'), m.__dict__)\n"
+    "fd = int(sys.argv[1]); del sys.argv[1:]\n"
+    "sys.modules['jail'].main(fd)\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JailConfig:
+    """How jails are built on this machine (from the isolation probe)."""
+
+    python: str
+    bwrap: str | None
+    seccomp_bpf: bytes | None
+    controllers: tuple[str, ...]
+    uid: int | None
+    mount_tmpfs: bool
+    label: str
+
+
+@functools.cache
+def _jail_sources() -> tuple[str, str, str]:
+    pkg = importlib.resources.files("prmforge.verifiers.sandbox")
+    return tuple(pkg.joinpath(f"{n}.py").read_text() for n in ("codec", "jail_python", "jail"))  # type: ignore[return-value]
+
+
+class Jail:
+    """One bwrap jail with one worker. ``oneshot`` jails run a single job; pool jails run many."""
+
+    def __init__(self, config: JailConfig, limits: SandboxLimits, *, oneshot: bool) -> None:
+        self.config = config
+        self.limits = limits
+        self.oneshot = oneshot
+        self.healthy = False
+        self._jobs = itertools.count()
+        self.scratch: Scratch | None = None
+        self.cgroup: Cgroup | None = None
+        self.worker_cgroup: Cgroup | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self._err_fd = -1
+        self.worker_pid = -1
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        cfg, limits = self.config, self.limits
+        owner = cfg.uid if cfg.uid is not None else os.geteuid()
+        self.scratch = Scratch(
+            size_bytes=limits.scratch_bytes,
+            inodes=limits.scratch_inodes,
+            owner_uid=owner,
+            mount=cfg.mount_tmpfs,
+        )
+        launcher: list[str] = []
+        if cfg.controllers:
+            self.cgroup = Cgroup.create_jail(cfg.controllers, owner)
+            self.cgroup.set_limits(pids=limits.pids + 8, memory_bytes=limits.memory_bytes + 256 * MiB)
+            self.worker_cgroup = self.cgroup.child("worker")
+            procs = self.worker_cgroup.procs_files()
+            launcher = ["/bin/sh", "-c", LAUNCH, "sh", str(len(procs)), *map(str, procs)]
+        host_sock, jail_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock = host_sock
+        try:
+            self.proc = self._spawn(launcher, jail_sock.fileno())
+        finally:
+            jail_sock.close()
+        pidns = cfg.bwrap is not None
+        box = BOX if pidns else str(self.scratch.area("box"))
+        clean = [BOX, "/tmp", "/dev/shm"] if pidns else [box]
+        codec.send_msg(host_sock, {"oneshot": self.oneshot, "pidns": pidns, "box": box, "clean": clean})
+        ready = self._recv(time.monotonic() + START_TIMEOUT_S)
+        if ready.get("event") != "ready":
+            raise JailLost(f"unexpected first message {ready!r}")
+        assert self.proc is not None
+        if self.worker_cgroup is not None and cfg.bwrap is not None:
+            others = self.worker_cgroup.pids() - {self.proc.pid}
+            if len(others) != 1:
+                raise JailLost(f"expected one worker process, found {sorted(others)}")
+            self.worker_pid = others.pop()
+        else:  # no bwrap: the launcher exec'd the worker itself
+            self.worker_pid = self.proc.pid
+        self.healthy = True
+
+    def _spawn(self, launcher: list[str], ctl_fd: int) -> subprocess.Popen[bytes]:
+        """Start the worker: as the sandbox uid, joined to the worker cgroup, inside bwrap."""
+        cfg = self.config
+        assert self.scratch is not None
+        err_r, err_w = os.pipe()
+        self._err_fd = err_r
+        os.set_blocking(err_r, False)
+        pass_fds = [ctl_fd]
+        command = [cfg.python, "-s", "-S", "-B", "-c", BOOT, str(ctl_fd), *_jail_sources()]
+        seccomp_fd = -1
+        if cfg.bwrap is not None:
+            assert cfg.seccomp_bpf is not None
+            seccomp_fd = os.memfd_create("prmforge-seccomp", 0)
+            os.write(seccomp_fd, cfg.seccomp_bpf)
+            os.lseek(seccomp_fd, 0, os.SEEK_SET)
+            pass_fds.append(seccomp_fd)
+            command = bwrap_argv(cfg.bwrap, fs=self.scratch.fs, seccomp_fd=seccomp_fd, command=command)
+        ids: dict[str, Any] = {}
+        if cfg.uid is not None and cfg.uid != os.geteuid():
+            ids = {"user": cfg.uid, "group": cfg.uid, "extra_groups": []}
+        try:
+            return subprocess.Popen(
+                [*launcher, *command],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err_w,
+                pass_fds=pass_fds,
+                env=dict(JAIL_ENV),
+                cwd="/" if cfg.bwrap else str(self.scratch.area("box")),
+                start_new_session=True,
+                **ids,
+            )
+        finally:
+            os.close(err_w)
+            if seccomp_fd >= 0:
+                os.close(seccomp_fd)
+
+    def close(self) -> None:
+        """Kill everything of this jail and remove its cgroups, tmpfs and directories."""
+        self.healthy = False
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.cgroup is not None:
+            with contextlib.suppress(CgroupError):
+                self.cgroup.kill()
+        if self.proc is not None:
+            if self.cgroup is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.proc.pid, 9)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.proc = None
+        if self._err_fd >= 0:
+            os.close(self._err_fd)
+            self._err_fd = -1
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
+        if self.scratch is not None:
+            self.scratch.remove()
+            self.scratch = None
+
+    def worker_stderr(self) -> str:
+        if self._err_fd < 0:
+            return ""
+        with contextlib.suppress(BlockingIOError, OSError):
+            return os.read(self._err_fd, 4096).decode(errors="replace")
+        return ""
+
+    # ------------------------------------------------------------ one job
+
+    def run(
+        self, job: Job, *, collect: tuple[str, ...] = (), files: dict[str, bytes] | None = None
+    ) -> RawRun:
+        if not self.healthy or self.sock is None or self.scratch is None:
+            raise JailLost("jail is not running")
+        if files:
+            self.scratch.write_files(files, self.config.uid if self.config.uid is not None else os.geteuid())
+        raw = RawRun(nonce=secrets.token_hex(16))
+        job_cg: Cgroup | None = None
+        pipes = make_pipes(job, raw.nonce)
+        try:
+            if self.cgroup is not None:
+                job_cg = self.cgroup.child(f"job-{next(self._jobs)}")
+                job_cg.set_limits(pids=job.limits.pids + 1, memory_bytes=job.limits.memory_bytes)
+            self._drive(job, raw, job_cg, pipes)
+        except (OSError, EOFError, codec.WireError, SandboxError) as err:
+            raw.lost = raw.lost or f"{type(err).__name__}: {err}"
+        finally:
+            pipes.close()
+            if job_cg is not None:
+                self._finish_cgroup(job_cg, raw)
+        if raw.lost:
+            self.healthy = False
+            extra = self.worker_stderr().strip()
+            raw.lost += f" | worker stderr: {extra[-1000:]}" if extra else ""
+        elif collect and self.scratch is not None:
+            raw.files = self.scratch.collect(collect, job.limits.scratch_bytes)
+        return raw
+
+    def _finish_cgroup(self, job_cg: Cgroup, raw: RawRun) -> None:
+        raw.oom_kills = job_cg.oom_kills()
+        raw.pids_refused = job_cg.pids_refused()
+        left = job_cg.pids()
+        if left and self.config.bwrap is not None:  # kill(-1) + reaping should have left nothing
+            raw.leaked = len(left)
+            self.healthy = False
+        if left:  # weaker isolation: daemons that left the session die here
+            job_cg.kill()
+        try:
+            job_cg.remove()
+        except CgroupError as err:
+            raw.lost = raw.lost or str(err)
+            self.healthy = False
+
+    def _drive(self, job: Job, raw: RawRun, job_cg: Cgroup | None, pipes: Pipes) -> None:
+        assert self.sock is not None
+        home = BOX if self.config.bwrap else "/tmp"
+        header = {
+            "kind": job.kind,
+            "fds": pipes.names,
+            "argv": list(job.argv),
+            "rlimits": job.limits.rlimits(),
+            "env": dict(JAIL_ENV, HOME=home, TMPDIR="/tmp"),
+        }
+        try:
+            codec.send_msg(self.sock, header, pipes.jail_fds)
+        finally:
+            pipes.close_jail_side()
+        JobDriver(
+            self.sock, job, raw, pipes, lambda m: self._adopt(m, job_cg), lambda: self._kill_job(job_cg)
+        ).run()
+
+    def _kill_job(self, job_cg: Cgroup | None) -> None:
+        """Ask the worker (PID 1 of the jail) to kill(-1) its namespace, then sweep the job cgroup."""
+        if self.config.bwrap is not None and self.worker_pid > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.worker_pid, signal.SIGUSR1)
+        if job_cg is not None:
+            job_cg.kill()
+
+    def _adopt(self, message: dict[str, Any], job_cg: Cgroup | None) -> None:
+        """Move the freshly forked job processes (still waiting at their gate) into the job cgroup."""
+        if job_cg is None or self.worker_cgroup is None:
+            return
+        expected = len(message.get("pids", {}))
+        known = {self.worker_pid, self.proc.pid if self.proc else -1}
+        for _ in range(1000):
+            new = self.worker_cgroup.pids() - known
+            if len(new) >= expected:
+                break
+            time.sleep(0.001)
+        if len(new) != expected:
+            raise JailLost(f"expected {expected} new job processes, found {len(new)}")
+        for pid in new:
+            job_cg.add(pid)
+
+    def _recv(self, deadline: float) -> dict[str, Any]:
+        assert self.sock is not None
+        self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            message, _ = codec.recv_msg(self.sock)
+        except (OSError, EOFError, codec.WireError) as err:
+            raise JailLost(f"worker did not start: {err}; stderr: {self.worker_stderr()[-2000:]}") from None
+        finally:
+            self.sock.settimeout(None)
+        return message  # type: ignore[no-any-return]

@@ -1,0 +1,182 @@
+"""Compile-and-test line labels, run in the real sandbox (bubblewrap jail per run)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from prmforge.schemas.records import Problem
+from prmforge.suites.code import Bug, apply_bug, code_tasks, generate_code_problems
+from prmforge.verifiers.base import StepVerifier
+from prmforge.verifiers.compile_test import CompileTestVerifier
+from prmforge.verifiers.sandbox import IsolationUnavailable, SandboxLimits
+from prmforge.verifiers.verdict import Verdict
+
+PROBLEMS = {p.meta["task"]: p for p in generate_code_problems(16, 0)}
+TASKS = {t.name: t for t in code_tasks()}
+
+
+@pytest.fixture(scope="module")
+def verifier() -> Iterator[CompileTestVerifier]:
+    try:
+        yield CompileTestVerifier(run_limits=SandboxLimits(wall_s=1.0, address_space_bytes=256 << 20, pids=8))
+    except IsolationUnavailable as err:
+        pytest.skip(f"sandbox unavailable here: {err}")
+
+
+def test_is_a_step_verifier(verifier: CompileTestVerifier) -> None:
+    """The verifier satisfies the StepVerifier protocol."""
+    assert isinstance(verifier, StepVerifier)
+
+
+@pytest.mark.parametrize("task", ["fizzbuzz", "binary_search_c"])
+def test_reference_passes_on_every_line(verifier: CompileTestVerifier, task: str) -> None:
+    """A reference copy gets PASS on every line (one run: the program passes as written)."""
+    steps = TASKS[task].reference
+    checks = verifier.check_steps(PROBLEMS[task], steps)
+    assert [c.verdict for c in checks] == [Verdict.PASS] * len(steps)
+    assert checks[0].tool.startswith("compile-test/")
+
+
+MUTATIONS = [
+    ("sum_digits", Bug(4, "operator_swap", "+=", "-=")),
+    ("binary_search", Bug(2, "off_by_one", "- 1", "- 2")),
+    ("running_max", Bug(6, "wrong_variable", "(best)", "(x)")),
+    ("fizzbuzz", Bug(3, "wrong_constant", "15", "10")),
+    ("compress", Bug(10, "deleted_line")),
+    ("sum_digits_c", Bug(4, "operator_swap", "+=", "-=")),
+    ("is_prime_c", Bug(1, "off_by_one", "n < 2", "n < 3")),
+    ("fib_c", Bug(5, "wrong_variable", "a = b", "a = t")),
+    ("count_words_c", Bug(5, "wrong_constant", "0", "1")),
+    ("count_words_c", Bug(7, "deleted_line")),
+]
+
+
+@pytest.mark.parametrize(("task", "bug"), MUTATIONS, ids=[f"{t}-{b.kind}" for t, b in MUTATIONS])
+def test_each_mutation_kind_fails_at_exactly_the_mutated_line(
+    verifier: CompileTestVerifier, task: str, bug: Bug
+) -> None:
+    """Lines before the bug PASS, the mutated line FAILs; every later line is invalid (PRM convention)."""
+    assert bug in TASKS[task].bugs
+    steps = apply_bug(TASKS[task].reference, bug)
+    checks = verifier.check_steps(PROBLEMS[task], steps)
+    assert [c.verdict for c in checks[: bug.line]] == [Verdict.PASS] * bug.line
+    assert checks[bug.line].verdict is Verdict.FAIL
+    assert all(c.status == "invalid" for c in checks[bug.line :])
+
+
+def test_truncated_program_fails_only_at_its_last_line(verifier: CompileTestVerifier) -> None:
+    """Every prefix of a truncated program is completable; the program as written fails."""
+    steps = TASKS["gcd_c"].reference[:4]
+    checks = verifier.check_steps(PROBLEMS["gcd_c"], steps)
+    assert [c.verdict for c in checks] == [Verdict.PASS] * 3 + [Verdict.COMPILE_ERROR]
+    python_steps = TASKS["gcd"].reference[:3]
+    checks = verifier.check_steps(PROBLEMS["gcd"], python_steps)
+    assert [c.verdict for c in checks] == [Verdict.PASS, Verdict.PASS, Verdict.FAIL]
+
+
+def test_c_compile_error(verifier: CompileTestVerifier) -> None:
+    """A missing semicolon is a COMPILE_ERROR at its line (and in the program as written)."""
+    steps = list(TASKS["fib_c"].reference)
+    steps[4] = steps[4].rstrip(";")
+    checks = verifier.check_steps(PROBLEMS["fib_c"], steps)
+    assert [c.verdict for c in checks[:4]] == [Verdict.PASS] * 4
+    assert {c.verdict for c in checks[4:]} == {Verdict.COMPILE_ERROR}
+    assert "expected" in checks[4].reason
+
+
+def _big_files(root: str, threshold: int) -> list[str]:
+    found = []
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            try:
+                if os.lstat(path).st_size > threshold:
+                    found.append(path)
+            except OSError:
+                continue
+    return found
+
+
+def _scratch_root() -> str:
+    return str(Path(tempfile.gettempdir()) / "prmforge-sandbox")
+
+
+def test_two_gib_static_array_is_a_compile_limit_and_leaves_no_file(verifier: CompileTestVerifier) -> None:
+    """``char big[1L<<31]={1};`` -> COMPILE_LIMIT (file-size limit), no big object file anywhere."""
+    free_before = shutil.disk_usage(tempfile.gettempdir()).free
+    scratch_before = set(os.listdir(_scratch_root())) if os.path.isdir(_scratch_root()) else set()
+    outcome = verifier.run_c("char big[1L<<31] = {1};\nint main(void) { return big[0] - 1; }\n")
+    assert outcome.verdict is Verdict.COMPILE_LIMIT
+    assert "File size limit" in outcome.reason
+    assert outcome.seconds < 5
+    assert free_before - shutil.disk_usage(tempfile.gettempdir()).free < 256 << 20
+    assert _big_files(_scratch_root(), verifier.compile_limits.file_size_bytes) == []
+    # Only this call's scratch directories must be gone: warm pools of other tests keep theirs alive.
+    mine = {d for d in os.listdir(_scratch_root()) if d.startswith(f"{os.getpid()}-")}
+    assert mine <= scratch_before
+
+
+def test_include_dev_zero_is_a_compile_limit(verifier: CompileTestVerifier) -> None:
+    """``#include </dev/zero>`` is stopped by the compile address-space limit -> COMPILE_LIMIT."""
+    outcome = verifier.run_c("#include </dev/zero>\nint main(void) { return 0; }\n")
+    assert outcome.verdict is Verdict.COMPILE_LIMIT
+    assert "out of memory" in outcome.reason
+
+
+def test_self_include_is_a_compile_limit(verifier: CompileTestVerifier) -> None:
+    """A file that includes itself hits gcc's include-depth limit -> COMPILE_LIMIT."""
+    outcome = verifier.run_c('#include "main.c"\nint main(void) { return 0; }\n')
+    assert outcome.verdict is Verdict.COMPILE_LIMIT
+
+
+def test_infinite_loop_in_c_is_a_timeout(verifier: CompileTestVerifier) -> None:
+    """A binary that never ends is killed at the run wall limit -> TIMEOUT (compiling was fine)."""
+    outcome = verifier.run_c("int main(void) { volatile int x = 0; for (;;) { x++; } }\n")
+    assert outcome.verdict is Verdict.TIMEOUT
+    assert outcome.seconds < 5
+
+
+def test_infinite_loop_in_a_line_labels_that_line_timeout(verifier: CompileTestVerifier) -> None:
+    """Deleting ``i++`` from a Python loop makes line t's program hang: TIMEOUT is an invalid label."""
+    problem = PROBLEMS["is_prime"]
+    steps = apply_bug(TASKS["is_prime"].reference, Bug(7, "deleted_line"))
+    fast = CompileTestVerifier(verifier.sandbox, verifier.python, python_timeout_s=1.0)
+    checks = fast.check_steps(problem, steps)
+    assert [c.verdict for c in checks[:7]] == [Verdict.PASS] * 7
+    assert checks[7].verdict is Verdict.TIMEOUT
+    assert checks[7].status == "invalid"
+
+
+def test_non_code_problem_abstains(verifier: CompileTestVerifier) -> None:
+    """A problem without a code task in its meta gets ABSTAIN, not FAIL."""
+    problem = Problem("m1", "math", "1+1?", "2", "arith")
+    checks = verifier.check_steps(problem, ["1+1=2"])
+    assert [c.verdict for c in checks] == [Verdict.ABSTAIN]
+
+
+def test_a_reference_that_fails_is_an_infra_error(verifier: CompileTestVerifier) -> None:
+    """If the reference does not pass its tests, nothing can be labelled: INFRA_ERROR, never FAIL."""
+    problem = PROBLEMS["gcd"]
+    broken = Problem(problem.problem_id, "code", problem.question, problem.gold, "code",
+                     {**problem.meta, "tests": "assert gcd(2, 4) == 3\n"})  # fmt: skip
+    checks = verifier.check_steps(broken, TASKS["gcd"].reference)
+    assert {c.verdict for c in checks} == {Verdict.INFRA_ERROR}
+
+
+@pytest.mark.slow
+def test_every_bug_site_of_the_suite_is_caught_at_its_line(verifier: CompileTestVerifier) -> None:
+    """The suite's guarantee: each of its bug sites is found exactly at its line (first invalid check)."""
+    misses = []
+    for task in code_tasks():
+        for bug in task.bugs:
+            checks = verifier.check_steps(PROBLEMS[task.name], apply_bug(task.reference, bug))
+            first = next((t for t, c in enumerate(checks) if c.status == "invalid"), -1)
+            if first != bug.line or any(c.status != "valid" for c in checks[: bug.line]):
+                misses.append((task.name, bug, [c.verdict.value for c in checks]))
+    assert misses == []

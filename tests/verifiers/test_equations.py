@@ -1,0 +1,157 @@
+"""The equation checker: which equalities a step claims, and exact verdicts that abstain when unsure."""
+
+from __future__ import annotations
+
+import pytest
+
+from prmforge.schemas.records import Problem
+from prmforge.verifiers.base import StepVerifier
+from prmforge.verifiers.equation_text import extract_claims, step_mentions
+from prmforge.verifiers.equations import TOOL, TOOL_VERSION, EquationVerifier, check_claim, check_text
+from prmforge.verifiers.verdict import Verdict
+
+
+@pytest.mark.parametrize(
+    ("text", "claims"),
+    [
+        ("3 + 4 = 7", ["3+4 = 7"]),
+        ("48/2 = 24", ["48/2 = 24"]),
+        ("$5 * 3 = $15", ["5*3 = 15"]),
+        ("2 x 3 = 6", ["2*3 = 6"]),
+        ("60 x 60 = 3600 seconds", ["60*60 = 3600"]),
+        ("50% of 80 = 40", ["50%*80 = 40"]),
+        ("3/5 of 30 = 18", ["3/5*30 = 18"]),
+        ("a = b: 3 + 4 = 7 = 7", ["3+4 = 7", "7 = 7"]),
+        ("1,200 + 300 = 1,500", ["1200+300 = 1500"]),
+        ("\\frac{3}{4} \\times 8 = 6", ["((3)/(4))*8 = 6"]),
+        ("$3\\cdot 4=12$", ["3*4 = 12"]),
+        ("\\( \\dfrac{10}{4} = 2.5 \\)", ["((10)/(4)) = 2.5"]),
+        ("\\[ 25\\% \\text{ of } \\$2,000.00 = \\$500.00 \\]", ["25%*2000.00 = 500.00"]),
+        ("20 \\(\\times\\) \\$2.00 = \\$40.00", ["20*2.00 = 40.00"]),
+        ("<<48/2=24>>24 cookies", ["48/2 = 24"]),
+        ("48/2 = <<48/2=24>>24", ["48/2 = 24", "48/2 = 24"]),
+        ("Total cost = Cost per gallon * gallons = $3.5 * 4000 = $14,000.", ["3.5*4000 = 14000"]),
+        ("2 books \u00d7 2 pounds/book = 4 pounds", ["2*2 = 4"]),
+        ("100 (initially invited) + 200 (invited by others) = 300 guests", ["100+200 = 300"]),
+        ("So his weight will be 97 \u2013 12 = 85 kilograms.", ["97-12 = 85"]),
+        ("2 x $0.10 = $0.20 (20 cents).", ["2*0.10 = 0.20"]),
+        ("3 + 4 = 7 * 2 = 14", ["3+4 = 7*2", "7*2 = 14"]),
+        ("Step 1: 3 + 4 = 7", ["3+4 = 7"]),
+        # nothing to claim: variables, functions, labels, ratios, clock times
+        ("3x + 4 = 10", []),
+        ("\\( 51 = 3x \\)", []),
+        ("(x + 3) * 2 = 10", []),
+        ("\\sqrt{16} = 4", []),
+        ("Week 2 = 35", []),
+        ("1:2 = 0.5", []),
+        ("0900-0130 = 0730", []),
+        ("1st - 5 = 6th", []),
+        ("20 gallons = 160 pints", []),
+        ("2 (3+4) = 14", []),
+        ("on day 1 * 2 = 20 pages", []),
+        ("12 x 1 and 1/4 = 15", []),
+        ("They read 14, 400 / 80 = 180", []),
+        ("We know that .1(Number of Minutes) + 1 = .15(Number of Minutes)", []),
+    ],
+)
+def test_extraction(text: str, claims: list[str]) -> None:
+    assert [c.shown for c in extract_claims(text)] == claims
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("3 + 4 = 7", Verdict.PASS),
+        ("3 + 4 = 8", Verdict.FAIL),
+        ("<<48/2=25>>25", Verdict.FAIL),
+        ("2/5 * 4000 = 800 gallons.", Verdict.FAIL),
+        ("\\frac{3}{4} \\times 8 = 6", Verdict.PASS),
+        ("\\frac{3}{4} \\times 8 = 7", Verdict.FAIL),
+        ("50% of 80 = 40", Verdict.PASS),
+        ("25% = 0.25", Verdict.PASS),
+        ("30/120 * 100 = 25%", Verdict.PASS),
+        ("2^3 = 8", Verdict.PASS),
+        ("3\u00b2 = 10", Verdict.FAIL),
+        ("2(3+4) = 14", Verdict.PASS),
+        ("4 pounds + 4 pounds = 9 pounds", Verdict.FAIL),
+        ("495 students * $15/student = $7455.", Verdict.FAIL),
+        ("3.5 * 4 = 14.2", Verdict.FAIL),
+        ("$4.20 + $9.45 + $1.35 = $14.99.", Verdict.FAIL),
+        ("10/3 = 3.33 * 3 = 9.99", Verdict.PASS),
+        ("5 + 3 = 8, then 8 * 2 = 17.", Verdict.FAIL),
+        ("25 / 1/3 = 75", Verdict.PASS),
+        # abstentions: rounding, units, percent, approximation, ambiguity, nothing to check
+        ("20/3600 = 0.0056", Verdict.ABSTAIN),
+        ("100/3 = 33", Verdict.ABSTAIN),
+        ("7/2 = 3", Verdict.ABSTAIN),
+        ("0.33 * 900 = 300", Verdict.ABSTAIN),
+        ("$0.05 / $0.75 = 0.0667", Verdict.ABSTAIN),
+        ("2 hours = 120 minutes", Verdict.ABSTAIN),
+        ("60 minutes = 1 hour", Verdict.ABSTAIN),
+        ("So, Bea earned $2.50 - $2.24 = 26 cents more.", Verdict.ABSTAIN),
+        ("losing 5 thousand dollars a day, so 5 * 3 = $15,000.", Verdict.ABSTAIN),
+        ("The percentage is 30/120 = 25", Verdict.ABSTAIN),
+        ("about 3.4 * 3 = 10.5", Verdict.ABSTAIN),
+        ("14 / 1 / 5 = 60", Verdict.ABSTAIN),
+        ("Let's add the apples.", Verdict.ABSTAIN),
+        ("2^1000 = 5", Verdict.ABSTAIN),
+        ("9^9^9 = 1", Verdict.ABSTAIN),
+        ("__import__('os').system('true') = 0", Verdict.ABSTAIN),
+    ],
+)
+def test_verdicts(text: str, verdict: Verdict) -> None:
+    check, _ = check_text(text)
+    assert check.verdict is verdict, check.reason
+
+
+def test_fail_names_the_false_equality_and_the_true_value() -> None:
+    check, results = check_text("First 18 - 6 = 12. Then 2/5 * 4000 = 800 gallons.")
+    assert check.verdict is Verdict.FAIL
+    assert check.reason == "false: 2/5*4000 = 800 (the left side is 1600)"
+    assert [r.outcome for r in results] == ["holds", "false"]
+
+
+def test_pass_lists_what_holds_and_abstain_says_why() -> None:
+    check, _ = check_text("18 - 6 = 12. Then 100/3 = 33")
+    assert check.verdict is Verdict.PASS
+    assert check.reason == "1 of 2 equalities hold: 18-6 = 12"
+    check, _ = check_text("100/3 = 33")
+    assert check.reason == "nothing decidable: 100/3 = 33 (approx)"
+    assert check_text("no numbers")[0].reason == "no checkable equality"
+
+
+def test_outcomes_of_single_claims() -> None:
+    (claim,) = extract_claims("2 hours * 60 = 100 minutes")
+    assert check_claim(claim).outcome == "units"
+    (claim,) = extract_claims("1/0 = 3")
+    assert check_claim(claim).outcome == "unparseable"
+    (claim,) = extract_claims("20/240 = 8.3")
+    assert check_claim(claim, step_mentions("as a percentage")).outcome == "approx"
+    assert check_claim(claim).outcome == "false"
+
+
+def test_step_mentions() -> None:
+    assert step_mentions("in the first round, 800-560 = 240").approximate is False
+    assert step_mentions("round to two decimal places").approximate is True
+    assert step_mentions("\u2248 5").approximate is True
+    assert step_mentions("20 percent").percent is True
+    assert step_mentions("5 thousand dollars").scale is True
+
+
+def test_verifier_checks_every_step_with_provenance() -> None:
+    verifier = EquationVerifier()
+    assert isinstance(verifier, StepVerifier)
+    problem = Problem("p", "math", "?", "", "test")
+    checks = verifier.check_steps(problem, ["3 + 4 = 7", "words only", "3 + 4 = 9"])
+    assert [c.verdict for c in checks] == [Verdict.PASS, Verdict.ABSTAIN, Verdict.FAIL]
+    assert {(c.tool, c.tool_version) for c in checks} == {(TOOL, TOOL_VERSION)}
+    assert checks[0].output_digest == verifier.check_step("3 + 4 = 7").output_digest
+    assert checks[0].output_digest != checks[2].output_digest
+    assert all(len(c.output_digest) == 16 for c in checks)
+
+
+def test_long_inputs_stay_cheap() -> None:
+    text = "1 + " * 5000 + "1 = 5001"
+    check, _ = check_text(text)
+    assert check.verdict in (Verdict.PASS, Verdict.ABSTAIN)
+    assert check.seconds < 2.0
