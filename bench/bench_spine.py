@@ -24,7 +24,7 @@ from prmforge.schemas.config import parse_config
 CONFIG = {
     "name": "bench-spine",
     "seed": 1,
-    "suites": [{"kind": "arith", "count": 96, "min_steps": 3, "max_steps": 8}],
+    "suites": [{"kind": "arith", "count": 192, "min_steps": 3, "max_steps": 8}],
     "generate": {"rollouts_per_problem": 4},
     "annotate": {"mc": {"n": 8}},
     "runner": {"shard_size": 8, "cache": False},
