@@ -141,3 +141,19 @@ def test_annotators_only_see_redacted_rollouts(tmp_path: Path) -> None:
     out = annotate_stage(problems, rollouts, spy)
     assert len(out.records) == len(rollouts)
     assert spy.seen == [None] * len(rollouts)
+
+
+def test_a_rerun_after_losing_commits_pays_nothing_twice(tmp_path: Path) -> None:
+    """Generations already made come back from the request cache: no completion is generated again."""
+    LocalRunner().run(small_config(), tmp_path / "b")
+    first = summarize(tmp_path / "b")
+    assert first["cost"]["cached_completions"] == 0
+    build = BuildDir(tmp_path / "b")
+    for shard in range(4):  # as if the build had been killed after generating, before committing labels
+        build.marker_file("annotate-mc", shard).unlink()
+        build.marker_file("assemble", shard).unlink()
+    LocalRunner().run(small_config(), tmp_path / "b")
+    again = summarize(tmp_path / "b")
+    assert again["content_hash"] == first["content_hash"]
+    assert again["cost"]["completions"] == first["cost"]["completions"] > 0
+    assert again["cost"]["cached_completions"] == again["cost"]["completions"]
