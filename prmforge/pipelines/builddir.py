@@ -35,6 +35,11 @@ import pyarrow.parquet as pq
 from prmforge.schemas.errors import BuildStateError
 
 BUILD_FORMAT = 1
+# Everything a build writes into its directory; `--restart` deletes these and nothing else.
+BUILD_ENTRIES = (
+    "build.json", "manifest.json", "README.md", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm",
+    "stages", "quarantine", "markers", "data",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,33 +163,33 @@ class BuildDir:
         return path.relative_to(self.root).as_posix()
 
     # -- build identity ------------------------------------------------------
-    def open(self, config_json: dict[str, Any], config_hash: str, num_shards: int, restart: bool) -> bool:
+    def open(
+        self,
+        config_json: dict[str, Any],
+        config_hash: str,
+        num_shards: int,
+        restart: bool,
+        inputs: dict[str, str] | None = None,
+    ) -> bool:
         """Create the directory or check that it belongs to this build. Returns True when resuming.
 
-        Holds an exclusive lock on ``OUT/.lock`` until this object is garbage-collected or the
-        process ends, so two builds never write the same directory at once.
+        ``inputs`` maps each input file to its sha256: a resumed build whose input files changed is
+        refused, as is one whose configuration changed. ``restart`` discards a previous build (only a
+        directory holding a ``build.json``; anything else is never deleted). Holds an exclusive lock
+        on ``OUT/.lock`` until :meth:`close`, so two builds never write the same directory at once.
         """
-        if restart and self.root.exists():
-            shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        if not self.build_file.exists() and any(p.name != ".lock" for p in self.root.iterdir()):
+        is_build = self.build_file.exists()
+        if not is_build and any(p.name != ".lock" for p in self.root.iterdir()):
             raise BuildStateError(
                 f"{self.root} exists, is not empty and holds no build.json: refusing to write"
+                + (" or to delete it" if restart else "")
             )
         self._lock()
-        if self.build_file.exists():
-            existing = self.read_build()
-            if existing.get("config_hash") != config_hash:
-                raise BuildStateError(
-                    f"{self.root} holds a build of a different configuration "
-                    f"(config hash {existing.get('config_hash', '?')[:12]} != {config_hash[:12]}); "
-                    "use another --output or pass --restart to discard it"
-                )
-            if existing.get("num_shards") != num_shards:
-                raise BuildStateError(
-                    f"{self.root}: shard count changed ({existing.get('num_shards')} -> {num_shards}); "
-                    "the input changed since this build started: use --restart"
-                )
+        if restart and is_build:
+            self._discard()
+        elif is_build:
+            self._check_same_build(config_hash, num_shards, inputs or {})
             self.sweep_temporaries()
             return True
         atomic_write_json(
@@ -194,9 +199,42 @@ class BuildDir:
                 "config": config_json,
                 "config_hash": config_hash,
                 "num_shards": num_shards,
+                "inputs": inputs or {},
             },
         )
         return False
+
+    def _check_same_build(self, config_hash: str, num_shards: int, inputs: dict[str, str]) -> None:
+        existing = self.read_build()
+        if existing.get("config_hash") != config_hash:
+            raise BuildStateError(
+                f"{self.root} holds a build of a different configuration "
+                f"(config hash {existing.get('config_hash', '?')[:12]} != {config_hash[:12]}); "
+                "use another --output or pass --restart to discard it"
+            )
+        changed = sorted(
+            k
+            for k in set(inputs) | set(existing.get("inputs", {}))
+            if inputs.get(k) != existing.get("inputs", {}).get(k)
+        )
+        if changed:
+            raise BuildStateError(
+                f"{self.root}: input file(s) changed since this build started: {changed}; use --restart"
+            )
+        if existing.get("num_shards") != num_shards:
+            raise BuildStateError(
+                f"{self.root}: shard count changed ({existing.get('num_shards')} -> {num_shards}); "
+                "the input changed since this build started: use --restart"
+            )
+
+    def _discard(self) -> None:
+        """Delete what a build wrote here (and only that), keeping the lock file."""
+        for name in BUILD_ENTRIES:
+            path = self.root / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
 
     def _lock(self) -> None:
         handle = (self.root / ".lock").open("w")
@@ -257,15 +295,6 @@ class BuildDir:
 
     def read_table(self, entry: FileEntry) -> pa.Table:
         return pq.read_table(self.root / entry.path)
-
-    def markers(self, stage: str) -> list[Marker]:
-        folder = self.root / "markers" / stage
-        if not folder.exists():
-            return []
-        found = []
-        for path in sorted(folder.glob("shard-*.json")):
-            found.append(Marker.from_json(json.loads(path.read_text())))
-        return found
 
     def read_manifest(self) -> dict[str, Any]:
         if not self.manifest_file.exists():

@@ -12,7 +12,7 @@ from prmforge.policies.base import Policy
 from prmforge.policies.cache import CachedPolicy, RequestCache
 from prmforge.policies.scripted import SCRIPTED_DOMAINS, RoutedPolicy, ScriptedParams, ScriptedPolicy
 from prmforge.policies.simulated import SimulatedPolicy, SimulatedPolicyParams
-from prmforge.schemas.config import BuildConfig, PolicyConfig
+from prmforge.schemas.config import MATH_KINDS, BuildConfig, PolicyConfig
 from prmforge.schemas.errors import ConfigError
 from prmforge.schemas.records import Problem
 from prmforge.verifiers.answer import AnswerGrader
@@ -37,31 +37,26 @@ def simulated_params(config: PolicyConfig) -> SimulatedPolicyParams:
 def build_policy(config: BuildConfig, problems: Sequence[Problem], cache: RequestCache | None) -> Policy:
     """The configured policies, each behind the request cache when one is given.
 
-    Math problems go to the simulated policy, `logic` and `code` problems to the scripted one;
-    a shard with both gets a router.
+    Math problems go to the simulated policy, `logic` and `code` problems to the scripted one; a
+    configuration with both kinds of suite gets a router. Which policies exist depends on the
+    configuration, never on one shard's problems, so rollout ids do not depend on shard packing.
     """
 
     def cached(policy: Policy) -> Policy:
         return CachedPolicy(policy, cache) if cache is not None else policy
 
+    kinds = {suite.kind for suite in config.suites}
     math = [p for p in problems if p.domain not in SCRIPTED_DOMAINS]
     scripted = [p for p in problems if p.domain in SCRIPTED_DOMAINS]
-    simulated = (
-        cached(SimulatedPolicy(math, simulated_params(config.policy), seed=config.seed)) if math else None
-    )
-    if not scripted:
-        assert simulated is not None or not problems
-        return simulated or cached(SimulatedPolicy([], simulated_params(config.policy), seed=config.seed))
-    knobs = config.policy.scripted
-    script = cached(
-        ScriptedPolicy(
-            scripted, ScriptedParams(knobs.logic_error_rate, knobs.code_bug_rate), seed=config.seed
-        )
-    )
-    if simulated is None:
+    simulated = cached(SimulatedPolicy(math, simulated_params(config.policy), seed=config.seed))
+    if kinds <= MATH_KINDS:
+        return simulated
+    knobs = ScriptedParams(config.policy.scripted.logic_error_rate, config.policy.scripted.code_bug_rate)
+    script = cached(ScriptedPolicy(scripted, knobs, seed=config.seed))
+    if not kinds & MATH_KINDS:
         return script
     routes = {p.question: simulated for p in math} | {p.question: script for p in scripted}
-    return RoutedPolicy(routes)
+    return RoutedPolicy([simulated, script], routes)
 
 
 class ClosingAnnotator:

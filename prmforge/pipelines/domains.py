@@ -44,7 +44,7 @@ def _last_formula(steps: Sequence[str]) -> str | None:
         return None
 
 
-class OutcomeGrader:
+class RolloutGrader:
     """Grades a whole solution against the problem's gold: an answer, a goal formula, or unit tests.
 
     Programs run in the sandbox (through :class:`CompileTestVerifier`, created on first use);

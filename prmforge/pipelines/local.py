@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from prmforge.pipelines.builddir import BuildDir, Marker, atomic_write_bytes, at
 from prmforge.pipelines.card import render_card
 from prmforge.pipelines.components import verification_provenance
 from prmforge.pipelines.shard import SPLITS, ShardTask, StageEvent, run_shard, stages_of
-from prmforge.pipelines.sources import iter_source_rows
+from prmforge.pipelines.sources import input_digests, iter_source_rows
 from prmforge.pipelines.stages import SourceRow
 from prmforge.schemas.config import BuildConfig
 from prmforge.schemas.errors import BuildStateError
@@ -69,14 +69,18 @@ class LocalRunner:
         config_json = config.model_dump(mode="json")
         n_workers = config.runner.workers if workers is None else workers
         try:
-            resumed = build.open(config_json, config.content_hash(), len(shards), restart)
+            inputs = input_digests(config)
+            resumed = build.open(config_json, config.content_hash(), len(shards), restart, inputs)
             pending = []
             for index, shard in enumerate(shards):
-                marker = build.committed("assemble", index)
-                if marker is None:
+                # A shard is done only when every stage is committed: a lost file of an earlier stage
+                # reruns the shard (committed stages are skipped, generations come from the cache).
+                markers = [build.committed(stage, index) for stage in stages_of(config)]
+                final = markers[-1]
+                if final is None or any(m is None for m in markers):
                     pending.append(ShardTask(str(output), config_json, index, len(shards), shard))
                 else:
-                    self.on_event(StageEvent(index, "assemble", marker.counts, True, 0.0))
+                    self.on_event(StageEvent(index, final.stage, final.counts, True, 0.0))
             if n_workers == 0 or len(pending) <= 1:
                 for task in pending:
                     run_shard(task, self.on_event)
@@ -134,7 +138,7 @@ def write_manifest(build: BuildDir, config: BuildConfig, num_shards: int) -> dic
             if marker is None:
                 raise BuildStateError(f"{build.root}: stage {stage} shard {shard} is not committed")
             markers.append(marker)
-            files.extend({"stage": stage, "shard": shard, **vars_of(f)} for f in marker.files)
+            files.extend({"stage": stage, "shard": shard, **asdict(f)} for f in marker.files)
         stages[stage] = _stage_totals(markers)
     data = [f for f in files if f["path"].startswith("data/")]
     digest = hashlib.sha256()
@@ -157,12 +161,3 @@ def write_manifest(build: BuildDir, config: BuildConfig, num_shards: int) -> dic
     atomic_write_json(build.manifest_file, manifest)
     atomic_write_bytes(build.root / "README.md", render_card(config, manifest).encode())
     return manifest
-
-
-def vars_of(entry: Any) -> dict[str, Any]:
-    return {
-        "path": entry.path,
-        "rows": entry.rows,
-        "sha256": entry.sha256,
-        "content_hash": entry.content_hash,
-    }

@@ -16,7 +16,7 @@ from typing import Any
 from prmforge.pipelines import tables
 from prmforge.pipelines.builddir import BuildDir, StageCounts
 from prmforge.pipelines.components import build_annotator, build_policy
-from prmforge.pipelines.domains import OutcomeGrader, judge, segment
+from prmforge.pipelines.domains import RolloutGrader, judge, segment
 from prmforge.pipelines.sources import parse_row
 from prmforge.pipelines.stages import (
     GenerateSettings,
@@ -143,9 +143,6 @@ class ShardRunner:
         return files
 
     def run(self) -> None:
-        if (marker := self.build.committed("assemble", self.task.shard)) is not None:
-            self.emit(StageEvent(self.task.shard, "assemble", marker.counts, True, 0.0))
-            return
         try:
             self._run_stages()
         finally:
@@ -175,7 +172,7 @@ class ShardRunner:
             "generate",
             "rollout",
             lambda: generate_stage(
-                problems, self._policy_for(problems), settings, OutcomeGrader().grade, segment, judge
+                problems, self._policy_for(problems), settings, RolloutGrader().grade, segment, judge
             ),
         )
         labels = self._stage(

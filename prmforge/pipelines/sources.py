@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,16 @@ def gsm8k_path(suite: Gsm8kSuite, position: int) -> Path:
     if not path.is_file():
         raise ConfigError(f"suites.{position}.path: GSM8K file {path} not found")
     return path
+
+
+def input_digests(config: BuildConfig) -> dict[str, str]:
+    """The sha256 of every input file, keyed by path: a resumed build refuses changed inputs."""
+    digests = {}
+    for position, suite in enumerate(config.suites):
+        if isinstance(suite, Gsm8kSuite):
+            path = gsm8k_path(suite, position)
+            digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
 
 
 def iter_source_rows(config: BuildConfig) -> Iterator[SourceRow]:

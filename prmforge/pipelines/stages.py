@@ -77,13 +77,14 @@ def isolate_failures(
     """Run ``run`` on the batch; on a listed error, run each item alone and quarantine those that fail."""
     try:
         return list(zip(items, run(items), strict=True)), []
-    except errors:
-        if len(items) == 1:
-            raise
+    except errors as err:
+        first_error = err
     done: list[tuple[T, R]] = []
     bad: list[QuarantineEntry] = []
     for item in items:
         try:
+            if len(items) == 1:  # the batch was this one item: its error is already known
+                raise first_error
             done.append((item, run([item])[0]))
         except errors as err:
             source, index = key(item)
@@ -142,20 +143,15 @@ def generate_stage(
     """Sample rollouts, segment them into steps, grade the outcome and attach truth (for evaluation)."""
     out: StageOutput[Rollout] = StageOutput(rows_in=len(problems))
 
-    def request(problem: Problem) -> GenerationRequest:
-        return GenerationRequest(
-            question=problem.question,
-            prefix=(),
-            n=settings.rollouts_per_problem,
-            sampling=settings.sampling,
-            seed=derive_seed(settings.seed, "generate", problem.problem_id),
-        )
-
     def run(batch: Sequence[Problem]) -> list[list[Rollout]]:
-        results = policy.generate([request(p) for p in batch])
+        seeds = [derive_seed(settings.seed, "generate", p.problem_id) for p in batch]
+        requests = [
+            GenerationRequest(p.question, (), settings.rollouts_per_problem, settings.sampling, seed)
+            for p, seed in zip(batch, seeds, strict=True)
+        ]
+        results = policy.generate(requests)
         produced = []
-        for problem, result in zip(batch, results, strict=True):
-            req_seed = derive_seed(settings.seed, "generate", problem.problem_id)
+        for problem, result, req_seed in zip(batch, results, seeds, strict=True):
             rollouts = []
             for i, completion in enumerate(result.completions):
                 steps = segment(problem, completion.text)

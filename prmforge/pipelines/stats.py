@@ -33,7 +33,10 @@ def quality(examples: list[PRMExample]) -> Quality | None:
     known = [e for e in examples if e.truth_first_error is not None and e.truth_step_correct is not None]
     if not known:
         return None
-    score = processbench_f1([e.first_error for e in known], [e.truth_first_error or 0 for e in known])
+    score = processbench_f1(
+        [e.first_error for e in known],
+        [e.truth_first_error for e in known if e.truth_first_error is not None],
+    )
     truth = []
     for e in known:
         fe = e.truth_first_error if e.truth_first_error is not None else -1

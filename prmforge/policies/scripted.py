@@ -91,12 +91,18 @@ class ScriptedPolicy:
 
 
 class RoutedPolicy:
-    """One policy per question: each batch is split by route, sent once per policy, and put back in order."""
+    """One policy per question: each batch is split by route, sent once per policy, and put back in order.
 
-    def __init__(self, routes: Mapping[str, Policy]) -> None:
+    The fingerprint names every member, whichever questions a given batch (or shard) holds, so
+    rollout ids and cache keys do not depend on how problems were packed into shards.
+    """
+
+    def __init__(self, members: Sequence[Policy], routes: Mapping[str, Policy]) -> None:
         self._routes = dict(routes)
-        distinct = sorted({p.fingerprint for p in self._routes.values()})
-        self._fingerprint = "+".join(distinct)
+        strays = {p.fingerprint for p in self._routes.values()} - {p.fingerprint for p in members}
+        if strays:
+            raise ValueError(f"routes name policies that are not members: {sorted(strays)}")
+        self._fingerprint = "+".join(sorted({p.fingerprint for p in members}))
 
     @property
     def fingerprint(self) -> str:

@@ -167,6 +167,31 @@ class BuildConfig(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @model_validator(mode="after")
+    def _problem_ids_unique(self) -> BuildConfig:
+        """Two suites must never produce the same problem ids (one would silently replace the other)."""
+        seen_generated: dict[tuple[str, int], int] = {}
+        gsm8k_ranges: list[tuple[int, int, int]] = []
+        for position, suite in enumerate(self.suites):
+            if isinstance(suite, Gsm8kSuite):
+                end = suite.offset + suite.limit if suite.limit is not None else 1 << 62
+                for other, start, stop in gsm8k_ranges:
+                    if suite.offset < stop and start < end:
+                        raise ValueError(
+                            f"suites.{position}: its lines overlap those of suites.{other}; GSM8K problem "
+                            "ids are gsm8k-<line>, so two gsm8k suites must read disjoint line ranges"
+                        )
+                gsm8k_ranges.append((position, suite.offset, end))
+                continue
+            key = (suite.kind, self.seed + suite.seed)
+            if key in seen_generated:
+                raise ValueError(
+                    f"suites.{position}: generates the same problem ids as suites.{seen_generated[key]} "
+                    f"({suite.kind} with seed {key[1]}); give one of them another seed"
+                )
+            seen_generated[key] = position
+        return self
+
+    @model_validator(mode="after")
     def _method_fits_suites(self) -> BuildConfig:
         kinds = {suite.kind for suite in self.suites}
         if self.annotate.method == "mc" and not kinds <= MATH_KINDS:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from prmforge.annotators.mc import MonteCarloAnnotator
 from prmforge.annotators.metrics import StepConfusion, step_confusion
-from prmforge.pipelines.domains import OutcomeGrader, judge, segment
+from prmforge.pipelines.domains import RolloutGrader, judge, segment
 from prmforge.pipelines.stages import GenerateSettings, generate_stage
 from prmforge.policies.simulated import SimulatedPolicy, SimulatedPolicyParams
 from prmforge.schemas.records import SamplingParams
@@ -33,7 +33,7 @@ def label(n: int, **params: float) -> Outcome:
     problems = generate_arith_problems(30, seed=5, min_steps=3, max_steps=6)
     policy = SimulatedPolicy(problems, SimulatedPolicyParams(**params), seed=1)
     rollouts = generate_stage(
-        problems, policy, GenerateSettings(4, SamplingParams(), 3), OutcomeGrader().grade, segment, judge
+        problems, policy, GenerateSettings(4, SamplingParams(), 3), RolloutGrader().grade, segment, judge
     ).records
     annotator = MonteCarloAnnotator(policy, AnswerGrader(), n=n, sampling=SamplingParams(), seed=2)
     labels = annotator.annotate({p.problem_id: p for p in problems}, [r.redacted() for r in rollouts])

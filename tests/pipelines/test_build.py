@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -30,8 +31,11 @@ def test_build_writes_manifest_and_conserves_rows(tmp_path: Path) -> None:
     assert stages["generate"]["rows_out"] == 40  # 2 rollouts per problem
     assert stages["annotate-mc"]["rows_in"] == 40
     assert stages["assemble"]["rows_out"] == stages["annotate-mc"]["rows_out"] == 40
-    for totals in stages.values():
-        assert totals["rows_in"] == totals["accepted"] + totals["quarantined"]
+    # Conservation between stages: what one stage accepted is exactly what the next one received.
+    assert stages["generate"]["rows_in"] == stages["load"]["accepted"]
+    assert stages["generate"]["rows_out"] == 2 * stages["generate"]["accepted"]
+    assert stages["annotate-mc"]["rows_in"] == stages["generate"]["rows_out"]
+    assert stages["assemble"]["rows_in"] == stages["annotate-mc"]["accepted"]
     data = [f for f in manifest["files"] if f["path"].startswith("data/")]
     assert [f["path"] for f in data] == [f"data/train-{i:05d}-of-00004.parquet" for i in range(4)]
     assert sum(f["rows"] for f in data) == 40
@@ -114,7 +118,19 @@ def test_summary_scores_labels_against_truth(tmp_path: Path) -> None:
     assert s["positive_steps"] + s["negative_steps"] == s["steps"]
     assert s["quality"]["rows"] == 40
     assert set(s["quality_by_suite"]) == {"arith", "gsm8k"}
-    assert 0.0 <= s["quality"]["step_accuracy"] <= 1.0
+    # The build is deterministic, so its label quality is too (N=4 completions per step).
+    assert (s["steps"], s["positive_steps"]) == (138, 106)
+    assert s["quality"] == {
+        "rows": 40,
+        "first_error_f1": 0.6364,
+        "error_acc": 0.4667,
+        "correct_acc": 1.0,
+        "step_accuracy": 0.913,
+        "false_positives": 6,
+        "false_negatives": 6,
+        "fp_after_first_error": 0,
+        "fn_before_first_error": 6,
+    }
     # completions: N=4 per rolled-out step; the last step is labelled from the outcome
     assert s["cost"]["completions"] == 4 * (s["steps"] - s["rows"])
 
@@ -157,3 +173,55 @@ def test_a_rerun_after_losing_commits_pays_nothing_twice(tmp_path: Path) -> None
     assert again["content_hash"] == first["content_hash"]
     assert again["cost"]["completions"] == first["cost"]["completions"] > 0
     assert again["cost"]["cached_completions"] == again["cost"]["completions"]
+
+
+def test_a_poison_row_is_quarantined_even_alone_and_its_batch_mates_survive() -> None:
+    """isolate_failures reruns a failing batch row by row; the row that fails alone is quarantined."""
+    from prmforge.pipelines.stages import isolate_failures
+
+    def run(batch: Sequence[int]) -> list[int]:
+        if 3 in batch:
+            raise ValueError("three is poison")
+        return [x * 10 for x in batch]
+
+    done, bad = isolate_failures("s", [1, 2, 3, 4], run, lambda x: ("src", x))
+    assert done == [(1, 10), (2, 20), (4, 40)]
+    assert [(q.stage, q.source, q.index, q.reason) for q in bad] == [
+        ("s", "src", 3, "ValueError: three is poison")
+    ]
+    done, bad = isolate_failures("s", [3], run, lambda x: ("src", x))
+    assert done == []
+    assert [q.index for q in bad] == [3]
+
+
+def test_losing_an_earlier_stage_file_reruns_the_shard(tmp_path: Path) -> None:
+    first = LocalRunner().run(small_config(), tmp_path / "b")
+    (tmp_path / "b" / "stages" / "load" / "shard-00000.parquet").unlink()
+    events: list[StageEvent] = []
+    again = LocalRunner(events.append).run(small_config(), tmp_path / "b")
+    assert again.content_hash == first.content_hash
+    assert sorted((e.stage, e.shard) for e in events if not e.resumed) == [("load", 0)]
+
+
+def test_restart_discards_a_build_but_never_a_foreign_directory(tmp_path: Path) -> None:
+    LocalRunner().run(small_config(), tmp_path / "b")
+    (tmp_path / "b" / "notes.txt").write_text("mine")
+    result = LocalRunner().run(small_config(), tmp_path / "b", restart=True)
+    assert (result.resumed, result.shards_run) == (False, 4)
+    assert (tmp_path / "b" / "notes.txt").read_text() == "mine"  # only the build's own entries go
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "precious.txt").write_text("keep")
+    with pytest.raises(BuildStateError, match=r"holds no build\.json: refusing to write or to delete it"):
+        LocalRunner().run(small_config(), tmp_path / "foreign", restart=True)
+    assert (tmp_path / "foreign" / "precious.txt").read_text() == "keep"
+
+
+def test_a_changed_input_file_is_refused_on_resume(tmp_path: Path, gsm8k_file: Path) -> None:
+    data = tmp_path / "g.jsonl"
+    data.write_bytes(b"".join(gsm8k_file.read_bytes().splitlines(keepends=True)[:6]))
+    config = small_config(suites=[{"kind": "gsm8k", "path": str(data)}])
+    LocalRunner().run(config, tmp_path / "b")
+    lines = data.read_bytes().splitlines(keepends=True)
+    data.write_bytes(b"".join([lines[1], lines[0], *lines[2:]]))  # same rows, same count, new order
+    with pytest.raises(BuildStateError, match=r"input file\(s\) changed since this build started"):
+        LocalRunner().run(config, tmp_path / "b")

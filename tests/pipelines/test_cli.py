@@ -132,3 +132,36 @@ def test_export_rejects_an_unknown_format(tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", str(tmp_path), "--format", "csv", "--output", str(tmp_path / "x")])
     assert result.exit_code == 2
     assert "--format: must be one of trl, math-shepherd, qwen (got 'csv')" in result.output
+
+
+@pytest.mark.parametrize(
+    ("suites", "expected"),
+    [
+        (
+            [{"kind": "arith", "count": 2}, {"kind": "arith", "count": 3, "max_steps": 9}],
+            "suites.1: generates the same problem ids as suites.0 (arith with seed 0)",
+        ),
+        (
+            [{"kind": "gsm8k", "limit": 10}, {"kind": "gsm8k", "offset": 5, "limit": 10}],
+            "suites.1: its lines overlap those of suites.0",
+        ),
+    ],
+)
+def test_suites_that_would_share_problem_ids_are_refused(
+    tmp_path: Path, suites: list[dict[str, Any]], expected: str
+) -> None:
+    result = runner.invoke(app, ["validate", str(write(tmp_path, {**base(), "suites": suites}))])
+    assert result.exit_code == 2
+    assert expected in " ".join(result.output.split())
+
+
+def test_disjoint_gsm8k_ranges_and_distinct_seeds_are_fine(tmp_path: Path) -> None:
+    suites = [
+        {"kind": "gsm8k", "limit": 5},
+        {"kind": "gsm8k", "offset": 5, "limit": 5},
+        {"kind": "arith", "count": 2},
+        {"kind": "arith", "count": 2, "seed": 1},
+    ]
+    result = runner.invoke(app, ["validate", str(write(tmp_path, {**base(), "suites": suites}))])
+    assert result.exit_code == 0, result.output
+    assert "valid (4 suite(s), 14 input rows" in result.output

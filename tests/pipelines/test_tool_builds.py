@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from prmforge.pipelines.local import LocalRunner
@@ -85,3 +86,28 @@ def test_equation_labels_quarantine_rollouts_they_cannot_decide(tmp_path: Path) 
 def test_monte_carlo_on_a_tool_suite_is_refused_naming_the_field() -> None:
     with pytest.raises(ConfigError, match=r"annotate\.method 'mc' needs a policy that continues a prefix"):
         parse_config({"name": "x", "suites": [{"kind": "code"}]})
+
+
+def test_rollout_ids_do_not_depend_on_how_problems_are_packed_into_shards(tmp_path: Path) -> None:
+    """A mixed math + logic build gives each problem the same rollouts whatever the shard size."""
+    from prmforge.schemas.arrow import rollouts_from_table
+
+    def rollouts(shard_size: int) -> dict[str, str]:
+        config = parse_config(
+            {
+                "name": "mixed",
+                "suites": [{"kind": "arith", "count": 3}, {"kind": "logic", "count": 3}],
+                "generate": {"rollouts_per_problem": 2},
+                "annotate": {"method": "equations"},
+                "runner": {"workers": 0, "shard_size": shard_size},
+            }
+        )
+        out = tmp_path / f"s{shard_size}"
+        LocalRunner().run(config, out)
+        found = {}
+        for path in sorted((out / "stages" / "generate").glob("*.parquet")):
+            found.update({r.rollout_id: r.problem_id for r in rollouts_from_table(pq.read_table(path))})
+        return found
+
+    assert rollouts(2) == rollouts(6)
+    assert len(rollouts(2)) == 12

@@ -65,7 +65,9 @@ def test_the_router_sends_one_batch_per_policy_and_keeps_the_order() -> None:
     math = generate_arith_problems(2, seed=1)
     simulated = Counting(SimulatedPolicy(math, seed=1))
     scripted = Counting(ScriptedPolicy(LOGIC, seed=1))
-    router = RoutedPolicy({p.question: simulated for p in math} | {p.question: scripted for p in LOGIC})
+    router = RoutedPolicy(
+        [simulated, scripted], {p.question: simulated for p in math} | {p.question: scripted for p in LOGIC}
+    )
     order = [math[0], LOGIC[0], math[1], LOGIC[1]]
     results = router.generate([request(p.question) for p in order])
     assert simulated.batches == [2]
