@@ -17,23 +17,24 @@ from prmforge.annotators.mc import MonteCarloAnnotator, step_seed
 from prmforge.policies.base import Completion, GenerationRequest, GenerationResult
 from prmforge.policies.cache import CachedPolicy, RequestCache
 from prmforge.schemas.records import Problem, Rollout, SamplingParams, StepLabels, StepTruth
+from prmforge.verifiers.answer import AnswerGrader
 
 _ANSWER = re.compile(r"The answer is:\s*(-?\d+)")
 
 
 class ExactGrader:
-    """Compares the last "The answer is: X" integer with the gold exactly; None when there is none."""
+    """The real answer grader, counting its calls."""
 
     def __init__(self) -> None:
         self.calls = 0
+        self._grader = AnswerGrader()
 
     def grade(self, text: str, gold: str) -> bool | None:
         self.calls += 1
-        found = _ANSWER.findall(text)
-        return None if not found else int(found[-1]) == int(gold)
+        return self._grader.grade(text, gold)
 
 
-class ScriptedPolicy:
+class CannedPolicy:
     """After a prefix of L steps of question q, the first ``script[q][L - 1]`` of n completions are right.
 
     The gold answer of q is ``golds[q]``; wrong completions answer gold + 1. When the
@@ -112,7 +113,7 @@ GOLDS = {"Q-p1": 10, "Q-p2": 20, "Q-p3": 30}
 
 
 def _annotator(
-    policy: ScriptedPolicy | CachedPolicy,
+    policy: CannedPolicy | CachedPolicy,
     *,
     early_stop: bool = False,
     last_step_from_outcome: bool = True,
@@ -140,22 +141,22 @@ def _without_seconds(labels: Sequence[StepLabels]) -> list[StepLabels]:
 
 def test_is_an_annotator_named_mc() -> None:
     """It satisfies the Annotator protocol; the default source name is "mc"."""
-    annotator = _annotator(ScriptedPolicy(GOLDS, {}))
+    annotator = _annotator(CannedPolicy(GOLDS, {}))
     assert isinstance(annotator, Annotator)
     assert annotator.name == "mc"
-    assert _annotator(ScriptedPolicy(GOLDS, {}), name="mc16").name == "mc16"
+    assert _annotator(CannedPolicy(GOLDS, {}), name="mc16").name == "mc16"
 
 
 def test_empty_batch_makes_no_call() -> None:
     """No rollouts, no requests."""
-    policy = ScriptedPolicy(GOLDS, {})
+    policy = CannedPolicy(GOLDS, {})
     assert _annotator(policy).annotate(PROBLEMS, []) == []
     assert policy.batches == []
 
 
 def test_rollout_without_steps() -> None:
     """A rollout with no steps gets empty labels, first_error -1 and zero cost."""
-    policy = ScriptedPolicy(GOLDS, {})
+    policy = CannedPolicy(GOLDS, {})
     (label,) = _annotator(policy).annotate(PROBLEMS, [_rollout("r0", "p1", 0, None)])
     assert (label.values, label.hard, label.first_error) == ((), (), -1)
     assert label.cost.completions == 0
@@ -167,7 +168,7 @@ def test_rollout_without_steps() -> None:
 
 def test_exact_values_and_one_call() -> None:
     """Values are #right / n per step; the last step comes from the outcome; one generate call in all."""
-    policy = ScriptedPolicy(GOLDS, {"Q-p1": [4, 2, 0, 3], "Q-p2": [1, 1, 1]})
+    policy = CannedPolicy(GOLDS, {"Q-p1": [4, 2, 0, 3], "Q-p2": [1, 1, 1]})
     rollouts = [_rollout("a", "p1", 4, outcome=False), _rollout("b", "p2", 3, outcome=True)]
     a, b = _annotator(policy).annotate(PROBLEMS, rollouts)
 
@@ -187,7 +188,7 @@ def test_exact_values_and_one_call() -> None:
 
 def test_requests_carry_question_prefix_n_sampling_and_seed() -> None:
     """Each request is (question, steps[:t+1], n, sampling, step_seed(seed, rollout_id, t))."""
-    policy = ScriptedPolicy(GOLDS, {"Q-p1": [4, 4, 4]})
+    policy = CannedPolicy(GOLDS, {"Q-p1": [4, 4, 4]})
     rollout = _rollout("a", "p1", 3, outcome=True)
     _annotator(policy).annotate(PROBLEMS, [rollout])
     for t, request in enumerate(policy.requests):
@@ -200,7 +201,7 @@ def test_requests_carry_question_prefix_n_sampling_and_seed() -> None:
 
 def test_without_early_stop_every_step_is_rolled_out() -> None:
     """Without early stop, steps after a zero are still rolled out and keep their own values."""
-    policy = ScriptedPolicy(GOLDS, {"Q-p1": [0, 3, 1]})
+    policy = CannedPolicy(GOLDS, {"Q-p1": [0, 3, 1]})
     (label,) = _annotator(policy).annotate(PROBLEMS, [_rollout("a", "p1", 4, outcome=True)])
     assert label.values == (0.0, 0.75, 0.25, 1.0)
     assert label.hard == (False, True, True, True)
@@ -212,7 +213,7 @@ def test_without_early_stop_every_step_is_rolled_out() -> None:
 
 def test_last_step_from_outcome_makes_no_request_for_it() -> None:
     """With a known outcome the last step costs nothing and is 1.0 / 0.0."""
-    policy = ScriptedPolicy(GOLDS, {"Q-p1": [4, 4]})
+    policy = CannedPolicy(GOLDS, {"Q-p1": [4, 4]})
     right, wrong = _annotator(policy).annotate(
         PROBLEMS, [_rollout("r", "p1", 3, outcome=True), _rollout("w", "p1", 3, outcome=False)]
     )
@@ -224,7 +225,7 @@ def test_last_step_from_outcome_makes_no_request_for_it() -> None:
 
 def test_unknown_outcome_rolls_the_last_step_out() -> None:
     """An outcome of None is no value: the last step is rolled out like the others."""
-    policy = ScriptedPolicy(GOLDS, {"Q-p1": [4, 4, 1]})
+    policy = CannedPolicy(GOLDS, {"Q-p1": [4, 4, 1]})
     (label,) = _annotator(policy).annotate(PROBLEMS, [_rollout("a", "p1", 3, outcome=None)])
     assert [len(r.prefix) for r in policy.requests] == [1, 2, 3]
     assert label.values == (1.0, 1.0, 0.25)
@@ -233,7 +234,7 @@ def test_unknown_outcome_rolls_the_last_step_out() -> None:
 
 def test_last_step_rolled_out_with_empty_completions_still_grades() -> None:
     """With last_step_from_outcome=False, empty completions after a final answer grade on the prefix."""
-    policy = ScriptedPolicy(GOLDS, {"Q-p1": [4, 4]})
+    policy = CannedPolicy(GOLDS, {"Q-p1": [4, 4]})
     right, wrong = _annotator(policy, last_step_from_outcome=False).annotate(
         PROBLEMS,
         [_rollout("r", "p1", 3, outcome=True, answer=10), _rollout("w", "p1", 3, outcome=False, answer=11)],
@@ -250,7 +251,7 @@ def test_last_step_rolled_out_with_empty_completions_still_grades() -> None:
 
 def test_early_stop_stops_at_the_first_zero_in_rounds() -> None:
     """Round t sends step t of every active rollout; a rollout stops at its first zero."""
-    policy = ScriptedPolicy(GOLDS, {"Q-p1": [4, 0, 4, 4], "Q-p2": [2, 3, 4], "Q-p3": [0, 4]})
+    policy = CannedPolicy(GOLDS, {"Q-p1": [4, 0, 4, 4], "Q-p2": [2, 3, 4], "Q-p3": [0, 4]})
     rollouts = [
         _rollout("a", "p1", 5, outcome=True),  # stops after step 1
         _rollout("b", "p2", 3, outcome=True),  # runs to the end; its last step comes from the outcome
@@ -277,7 +278,7 @@ def test_early_stop_stops_at_the_first_zero_in_rounds() -> None:
 
 def test_early_stop_with_last_step_rolled_out() -> None:
     """With the outcome unknown, the last step is a round of its own."""
-    policy = ScriptedPolicy(GOLDS, {"Q-p1": [4, 4, 0]})
+    policy = CannedPolicy(GOLDS, {"Q-p1": [4, 4, 0]})
     (label,) = _annotator(policy, early_stop=True).annotate(PROBLEMS, [_rollout("a", "p1", 3, outcome=None)])
     assert [len(batch) for batch in policy.batches] == [1, 1, 1]
     assert label.values == (1.0, 1.0, 0.0)
@@ -287,7 +288,7 @@ def test_early_stop_with_last_step_rolled_out() -> None:
 def test_early_stop_agrees_with_full_rollout_up_to_the_first_zero() -> None:
     """Early stop gives the same first error and values up to it as rolling out every step."""
     script = {"Q-p1": [3, 1, 0, 2, 0, 1]}
-    full_policy, stop_policy = ScriptedPolicy(GOLDS, script), ScriptedPolicy(GOLDS, script)
+    full_policy, stop_policy = CannedPolicy(GOLDS, script), CannedPolicy(GOLDS, script)
     rollout = _rollout("a", "p1", 7, outcome=False)
     (full,) = _annotator(full_policy).annotate(PROBLEMS, [rollout])
     (stop,) = _annotator(stop_policy, early_stop=True).annotate(PROBLEMS, [rollout])
@@ -302,7 +303,7 @@ def test_early_stop_agrees_with_full_rollout_up_to_the_first_zero() -> None:
 
 def test_costs_are_exact() -> None:
     """completions = n x steps rolled; tokens = sum of completion tokens; nothing cached without a cache."""
-    policy = ScriptedPolicy(GOLDS, {"Q-p1": [1, 2, 3], "Q-p2": [4, 4]})
+    policy = CannedPolicy(GOLDS, {"Q-p1": [1, 2, 3], "Q-p2": [4, 4]})
     a, b = _annotator(policy).annotate(
         PROBLEMS, [_rollout("a", "p1", 4, outcome=True), _rollout("b", "p2", 2, outcome=None)]
     )
@@ -316,13 +317,13 @@ def test_cached_completions_counted_on_a_rerun(tmp_path: Path) -> None:
     """Rerunning through a CachedPolicy serves everything from SQLite: same labels, all completions cached."""
     rollouts = [_rollout("a", "p1", 4, outcome=False), _rollout("b", "p2", 3, outcome=True)]
     script = {"Q-p1": [4, 2, 0], "Q-p2": [1, 1]}
-    first_inner = ScriptedPolicy(GOLDS, script)
+    first_inner = CannedPolicy(GOLDS, script)
     first = _annotator(CachedPolicy(first_inner, RequestCache(tmp_path / "c.sqlite3"))).annotate(
         PROBLEMS, rollouts
     )
     assert [x.cost.cached_completions for x in first] == [0, 0]
 
-    second_inner = ScriptedPolicy(GOLDS, script)
+    second_inner = CannedPolicy(GOLDS, script)
     second = _annotator(CachedPolicy(second_inner, RequestCache(tmp_path / "c.sqlite3"))).annotate(
         PROBLEMS, rollouts
     )
@@ -334,7 +335,7 @@ def test_cached_completions_counted_on_a_rerun(tmp_path: Path) -> None:
 
 def test_seconds_apportioned_by_generated_tokens() -> None:
     """Each call's wall time is split between rollouts in proportion to their generated tokens."""
-    policy = ScriptedPolicy(GOLDS, {"Q-p1": [1], "Q-p2": [1, 1, 1]}, sleep=0.02)
+    policy = CannedPolicy(GOLDS, {"Q-p1": [1], "Q-p2": [1, 1, 1]}, sleep=0.02)
     a, b = _annotator(policy).annotate(
         PROBLEMS, [_rollout("a", "p1", 2, outcome=True), _rollout("b", "p2", 4, outcome=True)]
     )
@@ -345,7 +346,7 @@ def test_seconds_apportioned_by_generated_tokens() -> None:
 
 def test_seconds_apportioned_by_completions_when_no_tokens() -> None:
     """A call that generated no tokens is split by completion count."""
-    policy = ScriptedPolicy(GOLDS, {}, sleep=0.02)
+    policy = CannedPolicy(GOLDS, {}, sleep=0.02)
     rollouts = [
         _rollout("a", "p1", 1, outcome=None, answer=10),
         _rollout("b", "p1", 1, outcome=None, answer=10),
@@ -363,7 +364,7 @@ def test_deterministic() -> None:
     """Same inputs give identical labels (cost.seconds aside) and identical requests."""
     script = {"Q-p1": [4, 2, 0, 1], "Q-p2": [1, 0]}
     rollouts = [_rollout("a", "p1", 5, outcome=False), _rollout("b", "p2", 3, outcome=True)]
-    p1, p2 = ScriptedPolicy(GOLDS, script), ScriptedPolicy(GOLDS, script)
+    p1, p2 = CannedPolicy(GOLDS, script), CannedPolicy(GOLDS, script)
     first = _annotator(p1).annotate(PROBLEMS, rollouts)
     second = _annotator(p2).annotate(PROBLEMS, rollouts)
     assert _without_seconds(first) == _without_seconds(second)
@@ -372,12 +373,12 @@ def test_deterministic() -> None:
 
 def test_request_seeds_differ_per_rollout_step_and_annotator_seed() -> None:
     """Seeds are distinct across steps and rollouts, and change with the annotator seed."""
-    policy = ScriptedPolicy(GOLDS, {"Q-p1": [1, 1, 1]})
+    policy = CannedPolicy(GOLDS, {"Q-p1": [1, 1, 1]})
     rollouts = [_rollout("a", "p1", 4, outcome=True), _rollout("b", "p1", 4, outcome=True)]
     _annotator(policy).annotate(PROBLEMS, rollouts)
     seeds = [r.seed for r in policy.requests]
     assert len(set(seeds)) == 6
-    other = ScriptedPolicy(GOLDS, {"Q-p1": [1, 1, 1]})
+    other = CannedPolicy(GOLDS, {"Q-p1": [1, 1, 1]})
     MonteCarloAnnotator(other, ExactGrader(), n=4, sampling=SamplingParams(temperature=0.8), seed=4).annotate(
         PROBLEMS, rollouts
     )
@@ -399,7 +400,7 @@ def test_truth_is_never_read() -> None:
     wrong = StepTruth(first_error=0, step_correct=(False, True, True, True, True))
     with_truth = _rollout("a", "p1", 5, outcome=False, truth=real)
     runs = [
-        _annotator(ScriptedPolicy(GOLDS, script)).annotate(PROBLEMS, [r])
+        _annotator(CannedPolicy(GOLDS, script)).annotate(PROBLEMS, [r])
         for r in (with_truth, with_truth.redacted(), dataclasses.replace(with_truth, truth=wrong))
     ]
     assert _without_seconds(runs[0]) == _without_seconds(runs[1]) == _without_seconds(runs[2])
@@ -411,7 +412,7 @@ def test_truth_is_never_read() -> None:
 def test_ungradeable_completions_count_as_wrong() -> None:
     """A grader verdict of None is not a correct completion, and is counted in meta."""
 
-    class HalfUngradeable(ScriptedPolicy):
+    class HalfUngradeable(CannedPolicy):
         def _one(self, request: GenerationRequest) -> GenerationResult:
             result = super()._one(request)
             mangled = tuple(
@@ -428,7 +429,7 @@ def test_ungradeable_completions_count_as_wrong() -> None:
 
 def test_meta_is_json_serialisable() -> None:
     """meta survives a JSON round trip unchanged."""
-    policy = ScriptedPolicy(GOLDS, {"Q-p1": [4, 2, 0]})
+    policy = CannedPolicy(GOLDS, {"Q-p1": [4, 2, 0]})
     (label,) = _annotator(policy, early_stop=True).annotate(PROBLEMS, [_rollout("a", "p1", 4, outcome=False)])
     meta = dict(label.meta)
     assert json.loads(json.dumps(meta)) == meta
@@ -446,12 +447,12 @@ def test_meta_is_json_serialisable() -> None:
 def test_rejects_non_positive_n(n: int) -> None:
     """n must be at least 1."""
     with pytest.raises(ValueError, match="n must be >= 1"):
-        MonteCarloAnnotator(ScriptedPolicy(GOLDS, {}), ExactGrader(), n=n)
+        MonteCarloAnnotator(CannedPolicy(GOLDS, {}), ExactGrader(), n=n)
 
 
 def test_missing_problem_names_rollout_and_problem() -> None:
     """A rollout whose problem is absent is a ValueError naming both ids, raised before any request."""
-    policy = ScriptedPolicy(GOLDS, {"Q-p1": [4]})
+    policy = CannedPolicy(GOLDS, {"Q-p1": [4]})
     rollouts = [_rollout("a", "p1", 2, outcome=True), _rollout("zz", "nope", 2, outcome=True)]
     with pytest.raises(ValueError, match=r"rollout 'zz': problem 'nope'"):
         _annotator(policy).annotate(PROBLEMS, rollouts)
@@ -461,7 +462,7 @@ def test_missing_problem_names_rollout_and_problem() -> None:
 def test_policy_returning_wrong_completion_count_is_an_error() -> None:
     """A policy that ignores n is reported, not averaged over."""
 
-    class Short(ScriptedPolicy):
+    class Short(CannedPolicy):
         def _one(self, request: GenerationRequest) -> GenerationResult:
             result = super()._one(request)
             return dataclasses.replace(result, completions=result.completions[:-1])
