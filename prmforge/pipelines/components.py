@@ -19,7 +19,7 @@ from prmforge.verifiers.answer import AnswerGrader
 from prmforge.verifiers.compile_test import CompileTestVerifier
 from prmforge.verifiers.equations import EquationVerifier
 from prmforge.verifiers.lanser import pyright_lanser_verifier
-from prmforge.verifiers.sandbox import probe_isolation
+from prmforge.verifiers.sandbox import PythonSandbox, Sandbox
 from prmforge.verifiers.z3_entailment import Z3EntailmentVerifier
 
 
@@ -78,8 +78,8 @@ def build_annotator(config: BuildConfig, policy: Policy) -> ClosingAnnotator:
         z3 = Z3EntailmentVerifier()
         return ClosingAnnotator(ToolAnnotator(z3, "z3"), z3.close)
     if method == "compile-test":
-        return ClosingAnnotator(ToolAnnotator(CompileTestVerifier(), "compile-test"))
-    lanser = pyright_lanser_verifier()
+        return ClosingAnnotator(ToolAnnotator(build_compile_test(config), "compile-test"))
+    lanser = pyright_lanser_verifier(use_bwrap=config.annotate.isolation == "bwrap")
     return ClosingAnnotator(ToolAnnotator(lanser, "lanser"), lanser.close)
 
 
@@ -98,9 +98,30 @@ def verification_provenance(config: BuildConfig) -> dict[str, str]:
             "tool": f"z3 {z3.get_version_string()}",
             "isolation": "child process with an address-space rlimit, deterministic rlimit, hard kill",
         }
-    report = probe_isolation()
-    tool = "gcc + python3 in the sandbox" if method == "compile-test" else "pyright language server"
-    return {"method": method, "tool": tool, "isolation": report.layers}
+    if method == "compile-test":
+        return {
+            "method": method,
+            "tool": "gcc + python3 in the sandbox",
+            "isolation": sandbox(config).isolation,
+        }
+    if config.annotate.isolation == "bwrap":
+        isolation = "bwrap (all namespaces, no network, uid 65534, read-only system) + prlimit"
+    else:
+        isolation = "cleared environment + rlimits only (opted in)"
+    return {"method": method, "tool": "pyright language server", "isolation": isolation}
+
+
+def sandbox(config: BuildConfig) -> Sandbox:
+    """A fresh-jail sandbox at the configured isolation; weaker than bwrap only by explicit opt-in."""
+    isolation = config.annotate.isolation
+    return Sandbox(isolation=isolation, allow_weaker=isolation != "bwrap")
+
+
+def build_compile_test(config: BuildConfig) -> CompileTestVerifier:
+    """Compile-and-test in the sandbox at the configured isolation (also grades code outcomes)."""
+    isolation = config.annotate.isolation
+    weaker = isolation != "bwrap"
+    return CompileTestVerifier(sandbox(config), PythonSandbox(isolation=isolation, allow_weaker=weaker))
 
 
 def build_mc_annotator(config: BuildConfig, policy: Policy) -> MonteCarloAnnotator:

@@ -3,7 +3,7 @@ is graded, and (for evaluation only) its exact truth."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from prmforge.policies.base import split_steps
 from prmforge.schemas.records import Problem, StepTruth
@@ -51,15 +51,16 @@ class RolloutGrader:
     an infrastructure failure leaves the outcome unknown (None), never wrong.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, programs: Callable[[], CompileTestVerifier] = CompileTestVerifier) -> None:
         self._answers = AnswerGrader()
+        self._make_programs = programs
         self._programs: CompileTestVerifier | None = None
 
     def grade(self, problem: Problem, text: str) -> tuple[str | None, bool | None]:
         """``(final answer, outcome)``; a math solution that states no answer is wrong, not unknown."""
         if problem.domain == "code":
             if self._programs is None:
-                self._programs = CompileTestVerifier()
+                self._programs = self._make_programs()
             outcome = self._programs.run_program(code_spec_of(problem), segment(problem, text))
             if outcome.verdict is Verdict.INFRA_ERROR:
                 return None, None

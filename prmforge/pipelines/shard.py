@@ -15,7 +15,7 @@ from typing import Any
 
 from prmforge.pipelines import tables
 from prmforge.pipelines.builddir import BuildDir, StageCounts
-from prmforge.pipelines.components import build_annotator, build_policy
+from prmforge.pipelines.components import build_annotator, build_compile_test, build_policy
 from prmforge.pipelines.domains import RolloutGrader, judge, segment
 from prmforge.pipelines.sources import parse_row
 from prmforge.pipelines.stages import (
@@ -172,7 +172,12 @@ class ShardRunner:
             "generate",
             "rollout",
             lambda: generate_stage(
-                problems, self._policy_for(problems), settings, RolloutGrader().grade, segment, judge
+                problems,
+                self._policy_for(problems),
+                settings,
+                RolloutGrader(lambda: build_compile_test(cfg)).grade,
+                segment,
+                judge,
             ),
         )
         labels = self._stage(

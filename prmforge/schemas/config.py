@@ -127,6 +127,11 @@ class AnnotateConfig(_Strict):
         "z3: local entailment of each inference; compile-test: run programs in the sandbox; "
         "lanser: language-server process reward",
     )
+    isolation: Literal["bwrap", "rlimits-only"] = Field(
+        "bwrap",
+        description="how model-written code runs: full kernel sandbox, or (explicit opt-in, e.g. "
+        "without root) resource limits only",
+    )
     mc: MonteCarloConfig = Field(default_factory=MonteCarloConfig)
 
 

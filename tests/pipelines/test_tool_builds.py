@@ -111,3 +111,22 @@ def test_rollout_ids_do_not_depend_on_how_problems_are_packed_into_shards(tmp_pa
 
     assert rollouts(2) == rollouts(6)
     assert len(rollouts(2)) == 12
+
+
+@pytest.mark.slow
+def test_weaker_isolation_is_an_explicit_choice_recorded_in_the_card(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "name": "code-weak",
+            "seed": 3,
+            "suites": [{"kind": "code", "count": 2}],
+            "generate": {"rollouts_per_problem": 2},
+            "annotate": {"method": "compile-test", "isolation": "rlimits-only"},
+            "runner": {"workers": 0, "shard_size": 2},
+        }
+    )
+    LocalRunner().run(config, tmp_path / "b")
+    isolation = json.loads((tmp_path / "b" / "manifest.json").read_text())["verification"]["isolation"]
+    assert isolation.startswith("rlimits-only:")
+    assert f"isolation: **{isolation}**" in (tmp_path / "b" / "README.md").read_text()
+    assert summarize(tmp_path / "b")["quality"]["first_error_f1"] == 1.0
