@@ -133,6 +133,7 @@ class BuildDir:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._lock_handle: TextIO | None = None
+        self._verified: dict[Path, tuple[tuple[int, int], ...]] = {}
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -279,7 +280,11 @@ class BuildDir:
         return marker
 
     def committed(self, stage: str, shard: int) -> Marker | None:
-        """The stage's marker for this shard if it and every file it names verify."""
+        """The stage's marker for this shard if it and every file it names verify.
+
+        A verified marker is remembered with the size and mtime of the marker and of each file, so
+        asking again (the runner, then the manifest) hashes nothing unless a file changed.
+        """
         path = self.marker_file(stage, shard)
         if not path.exists():
             return None
@@ -287,10 +292,16 @@ class BuildDir:
             marker = Marker.from_json(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
-        for entry in marker.files:
-            target = self.root / entry.path
-            if not target.exists() or file_sha256(target) != entry.sha256:
+        targets = [self.root / entry.path for entry in marker.files]
+        if not all(t.exists() for t in targets):
+            return None
+        signature = tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in (path, *targets))
+        if self._verified.get(path) == signature:
+            return marker
+        for entry, target in zip(marker.files, targets, strict=True):
+            if file_sha256(target) != entry.sha256:
                 return None
+        self._verified[path] = signature
         return marker
 
     def read_table(self, entry: FileEntry) -> pa.Table:

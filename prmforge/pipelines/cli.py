@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -80,12 +82,19 @@ class StageBoard:
         return table
 
 
-def _load(config: Path) -> BuildConfig:
+@contextmanager
+def user_errors(exit_code: int, prefix: str = "") -> Iterator[None]:
+    """Our own errors end the command with their message (naming the field) and an exit code, no traceback."""
     try:
-        return load_config(config)
+        yield
     except PrmforgeError as err:
-        err_console.print(f"[red]error[/red] {err}")
-        raise typer.Exit(2) from None
+        err_console.print(f"[red]error[/red] {prefix}{err}")
+        raise typer.Exit(exit_code) from None
+
+
+def _load(config: Path) -> BuildConfig:
+    with user_errors(2):
+        return load_config(config)
 
 
 @app.command()
@@ -98,27 +107,26 @@ def build(
     restart: Annotated[bool, typer.Option(help="discard an existing build in the output directory")] = False,
 ) -> None:
     """Run a build; rerunning the same build resumes it, skipping committed shards."""
-    from prmforge.pipelines.local import LocalRunner, plan_shards
-    from prmforge.pipelines.sources import iter_source_rows
+    from prmforge.pipelines.local import LocalRunner
 
     cfg = _load(config)
     out = output or cfg.output
     if out is None:
         err_console.print("[red]error[/red] output: give --output or set `output:` in the configuration")
         raise typer.Exit(2)
-    try:
-        num_shards = len(plan_shards(list(iter_source_rows(cfg)), cfg.runner.shard_size))
-        board = StageBoard(num_shards, stages_of(cfg))
+    with user_errors(1):
+        board = StageBoard(0, stages_of(cfg))  # the runner tells the shard count once it has planned
         with Live(board.render(), console=console, refresh_per_second=4, transient=False) as live:
 
             def on_event(event: StageEvent) -> None:
                 board(event)
                 live.update(board.render())
 
-            result = LocalRunner(on_event).run(cfg, out, restart=restart, workers=workers)
-    except PrmforgeError as err:
-        err_console.print(f"[red]error[/red] {err}")
-        raise typer.Exit(1) from None
+            def on_plan(num_shards: int) -> None:
+                board.num_shards = num_shards
+                live.update(board.render())
+
+            result = LocalRunner(on_event, on_plan).run(cfg, out, restart=restart, workers=workers)
     console.print()
     verb = "resumed" if result.resumed else "built"
     console.print(
@@ -201,14 +209,11 @@ def stats(
     """Print the summary of a build directory."""
     from prmforge.pipelines.stats import summarize
 
-    try:
+    with user_errors(1):
         if as_json:
             console.print_json(json.dumps(summarize(directory)))
         else:
             _print_summary(directory)
-    except PrmforgeError as err:
-        err_console.print(f"[red]error[/red] {err}")
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -229,11 +234,8 @@ def export(
     if fmt not in ("trl", "math-shepherd", "qwen"):
         err_console.print(f"[red]error[/red] --format: must be one of trl, math-shepherd, qwen (got {fmt!r})")
         raise typer.Exit(2)
-    try:
+    with user_errors(1):
         count = export_jsonl(directory, fmt, output, split)  # type: ignore[arg-type]
-    except PrmforgeError as err:
-        err_console.print(f"[red]error[/red] {err}")
-        raise typer.Exit(1) from None
     console.print(f"wrote {count} {split} rows to {output} ({fmt})")
 
 
@@ -244,12 +246,9 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML build configurati
     from prmforge.pipelines.sources import iter_source_rows
 
     cfg = _load(config)
-    try:
+    with user_errors(2, prefix=f"{config}: "):
         simulated_params(cfg.policy)
         rows = sum(1 for _ in iter_source_rows(cfg))
-    except PrmforgeError as err:
-        err_console.print(f"[red]error[/red] {config}: {err}")
-        raise typer.Exit(2) from None
     console.print(
         f"{config}: valid ({len(cfg.suites)} suite(s), {rows} input rows, "
         f"config hash {cfg.content_hash()[:16]})"

@@ -20,7 +20,7 @@ from prmforge.verifiers.compile_test import CompileTestVerifier
 from prmforge.verifiers.equations import EquationVerifier
 from prmforge.verifiers.lanser import pyright_lanser_verifier
 from prmforge.verifiers.sandbox import PythonSandbox, Sandbox
-from prmforge.verifiers.z3_entailment import Z3EntailmentVerifier
+from prmforge.verifiers.z3_entailment import Z3EntailmentVerifier, Z3Settings
 
 
 def simulated_params(config: PolicyConfig) -> SimulatedPolicyParams:
@@ -67,20 +67,36 @@ class ClosingAnnotator:
         self.close = close
 
 
-def build_annotator(config: BuildConfig, policy: Policy) -> ClosingAnnotator:
-    """The labelling method ``annotate.method`` names."""
-    method = config.annotate.method
-    if method == "mc":
+def build_annotator(
+    config: BuildConfig, policy: Policy, compile_test: Callable[[], CompileTestVerifier]
+) -> ClosingAnnotator:
+    """The labelling method ``annotate.method`` names; ``compile_test`` gives the shard's verifier."""
+    if config.annotate.method == "mc":
         return ClosingAnnotator(build_mc_annotator(config, policy))
+    return build_tool_annotator(
+        config.annotate.method, compile_test=compile_test, use_bwrap=config.annotate.isolation == "bwrap"
+    )
+
+
+def build_tool_annotator(
+    method: str,
+    *,
+    z3_settings: Z3Settings | None = None,
+    compile_test: Callable[[], CompileTestVerifier] = CompileTestVerifier,
+    use_bwrap: bool = True,
+) -> ClosingAnnotator:
+    """A tool-verifier annotator by name: equations, z3, compile-test or lanser."""
     if method == "equations":
         return ClosingAnnotator(ToolAnnotator(EquationVerifier(), "equations"))
     if method == "z3":
-        z3 = Z3EntailmentVerifier()
+        z3 = Z3EntailmentVerifier(z3_settings)
         return ClosingAnnotator(ToolAnnotator(z3, "z3"), z3.close)
     if method == "compile-test":
-        return ClosingAnnotator(ToolAnnotator(build_compile_test(config), "compile-test"))
-    lanser = pyright_lanser_verifier(use_bwrap=config.annotate.isolation == "bwrap")
-    return ClosingAnnotator(ToolAnnotator(lanser, "lanser"), lanser.close)
+        return ClosingAnnotator(ToolAnnotator(compile_test(), "compile-test"))
+    if method == "lanser":
+        lanser = pyright_lanser_verifier(use_bwrap=use_bwrap)
+        return ClosingAnnotator(ToolAnnotator(lanser, "lanser"), lanser.close)
+    raise ValueError(f"unknown annotator {method!r}: choose equations, z3, compile-test or lanser")
 
 
 def verification_provenance(config: BuildConfig) -> dict[str, str]:

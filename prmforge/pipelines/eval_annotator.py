@@ -222,15 +222,10 @@ def evaluate_annotator(
 
 def build_annotator(name: str, *, z3_rlimit: int | None = None) -> Annotator:
     """The tool annotator called ``name``: ``"equations"`` or ``"z3"`` (``z3_rlimit``: its Z3 budget)."""
-    from prmforge.annotators.tool import ToolAnnotator
+    from prmforge.pipelines.components import build_tool_annotator
+    from prmforge.verifiers.z3_entailment import Z3Settings
 
-    if name == "equations":
-        from prmforge.verifiers.equations import EquationVerifier
-
-        return ToolAnnotator(EquationVerifier(), "equations")
-    if name == "z3":
-        from prmforge.verifiers.z3_entailment import Z3EntailmentVerifier, Z3Settings
-
-        settings = Z3Settings() if z3_rlimit is None else Z3Settings(rlimit=z3_rlimit)
-        return ToolAnnotator(Z3EntailmentVerifier(settings), "z3")
-    raise ValueError(f"unknown annotator {name!r}: choose 'equations' or 'z3'")
+    if name not in ("equations", "z3"):
+        raise ValueError(f"unknown annotator {name!r}: choose 'equations' or 'z3'")
+    settings = None if z3_rlimit is None else Z3Settings(rlimit=z3_rlimit)
+    return build_tool_annotator(name, z3_settings=settings).annotator

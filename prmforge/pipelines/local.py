@@ -57,14 +57,20 @@ def _worker_run(task: ShardTask) -> int:
 class LocalRunner:
     """Runs a build in this process (``workers == 0``) or in a pool of worker processes."""
 
-    def __init__(self, on_event: Callable[[StageEvent], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_event: Callable[[StageEvent], None] | None = None,
+        on_plan: Callable[[int], None] | None = None,
+    ) -> None:
         self.on_event = on_event or (lambda event: None)
+        self.on_plan = on_plan or (lambda num_shards: None)
 
     def run(
         self, config: BuildConfig, output: Path, restart: bool = False, workers: int | None = None
     ) -> BuildResult:
         rows = list(iter_source_rows(config))
         shards = plan_shards(rows, config.runner.shard_size)
+        self.on_plan(len(shards))
         build = BuildDir(output)
         config_json = config.model_dump(mode="json")
         n_workers = config.runner.workers if workers is None else workers
@@ -77,7 +83,7 @@ class LocalRunner:
                 # reruns the shard (committed stages are skipped, generations come from the cache).
                 markers = [build.committed(stage, index) for stage in stages_of(config)]
                 final = markers[-1]
-                if final is None or any(m is None for m in markers):
+                if any(m is None for m in markers) or final is None:
                     pending.append(ShardTask(str(output), config_json, index, len(shards), shard))
                 else:
                     self.on_event(StageEvent(index, final.stage, final.counts, True, 0.0))

@@ -31,6 +31,7 @@ from prmforge.policies.base import GenerationRequest, GenerationResult, Policy
 from prmforge.policies.cache import RequestCache
 from prmforge.schemas.config import BuildConfig
 from prmforge.schemas.records import Problem, Rollout, StepLabels
+from prmforge.verifiers.compile_test import CompileTestVerifier
 
 SPLITS = ("train", "validation")
 
@@ -97,6 +98,14 @@ class ShardRunner:
         self.emit = emit
         self._policy: _TimedPolicy | None = None
         self._cache: RequestCache | None = None
+        self._programs: CompileTestVerifier | None = None
+
+    def _compile_test(self) -> CompileTestVerifier:
+        """One compile-and-test verifier per shard: the outcome grader and the annotator share its
+        run cache, so a program graded once is not executed again when its lines are labelled."""
+        if self._programs is None:
+            self._programs = build_compile_test(self.config)
+        return self._programs
 
     def _policy_for(self, problems: list[Problem]) -> _TimedPolicy:
         if self._policy is None:
@@ -152,7 +161,7 @@ class ShardRunner:
     def _annotate(
         self, by_id: dict[str, Problem], rollouts: list[Rollout], problems: list[Problem]
     ) -> StageOutput[StepLabels]:
-        built = build_annotator(self.config, self._policy_for(problems))
+        built = build_annotator(self.config, self._policy_for(problems), self._compile_test)
         try:
             return annotate_stage(by_id, rollouts, built.annotator)
         finally:
@@ -175,7 +184,7 @@ class ShardRunner:
                 problems,
                 self._policy_for(problems),
                 settings,
-                RolloutGrader(lambda: build_compile_test(cfg)).grade,
+                RolloutGrader(self._compile_test).grade,
                 segment,
                 judge,
             ),

@@ -108,8 +108,8 @@ def run_in_fresh_jail(
     return to_result(job, raw, config.label)
 
 
-class Sandbox:
-    """Run any command in a fresh jail per call (e.g. ``gcc`` then ``./prog``)."""
+class _FreshJails:
+    """Default limits and a checked jail configuration (fails closed unless weaker is allowed)."""
 
     def __init__(
         self,
@@ -124,6 +124,10 @@ class Sandbox:
     @property
     def isolation(self) -> str:
         return self.config.label
+
+
+class Sandbox(_FreshJails):
+    """Run any command in a fresh jail per call (e.g. ``gcc`` then ``./prog``)."""
 
     def exec(
         self,
@@ -159,27 +163,13 @@ def python_job(
     return Job(kind="python", limits=limits, stdin=bytes(stdin), program=encoded, tests=test_bytes)
 
 
-class PythonSandbox:
+class PythonSandbox(_FreshJails):
     """Run a Python program (and its tests) in a fresh jail per call.
 
     PASS needs the tests to complete in a separate tests interpreter that calls the program's
     functions through a pipe and gets plain data back (see ``jail_python.py``); the program cannot
     forge that report.
     """
-
-    def __init__(
-        self,
-        limits: SandboxLimits | None = None,
-        *,
-        isolation: Isolation = "bwrap",
-        allow_weaker: bool = False,
-    ) -> None:
-        self.limits = limits or SandboxLimits()
-        self.config = jail_config(isolation, allow_weaker=allow_weaker)
-
-    @property
-    def isolation(self) -> str:
-        return self.config.label
 
     def run(
         self, program: str, *, tests: str | None = None, stdin: bytes = b"", timeout_s: float | None = None
