@@ -159,9 +159,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             result["ms_per_execution"] = 1000 * result["seconds"] / max(1, result["executions"])
             results[f"compile-test/{language}"] = result
     if not args.skip_lsp:
-        from prmforge.verifiers.lanser import pyright_lanser_verifier
+        from prmforge.verifiers.lsp_reward import pyright_lsp_reward_verifier
 
-        with pyright_lanser_verifier() as lanser:
+        with pyright_lsp_reward_verifier() as lanser:
             rollouts = make_rollouts(args.problems, args.k, args.seed, args.bug_rate, ("python",))
             evaluate(lanser, rollouts[:2])  # warm the server up: startup is not a per-check cost
             results["lanser-pyright/python"] = evaluate(lanser, rollouts)

@@ -46,9 +46,9 @@ Sample = tuple[Problem, tuple[str, ...], StepTruth]
 
 
 def simulated_rollouts(problems: Sequence[Problem], k: int, seed: int, error_rate: float) -> list[Sample]:
-    policy = SimulatedPolicy(problems, SimulatedPolicyParams(error_rate=error_rate), seed=seed)
+    policy = SimulatedPolicy(SimulatedPolicyParams(error_rate=error_rate), seed=seed)
     sampling = SamplingParams(temperature=0.7)
-    requests = [GenerationRequest(p.question, (), k, sampling, seed) for p in problems]
+    requests = [GenerationRequest(p, (), k, sampling, seed) for p in problems]
     out = []
     for problem, result in zip(problems, policy.generate(requests), strict=True):
         for completion in result.completions:

@@ -17,8 +17,6 @@ and ``rollout.outcome``; it never reads ``rollout.truth``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from prmforge.annotators.grading import OutcomeGrader
 from prmforge.annotators.mc_math import first_error_from_values, hard_labels, mc_value
 from prmforge.policies.base import STEP_SEPARATOR, GenerationRequest, Policy
 from prmforge.schemas.records import Cost, Problem, Rollout, SamplingParams, StepLabels
+from prmforge.schemas.seeds import derive_seed
 
 __all__ = ["MonteCarloAnnotator", "step_seed"]
 
@@ -36,11 +35,10 @@ _SEED_BITS = 31  # fits every backend's seed type (signed 32-bit included)
 def step_seed(seed: int, rollout_id: str, step: int) -> int:
     """The seed of the completions requested after step ``step`` of rollout ``rollout_id``.
 
-    A SHA-256 of the three, reduced to 31 bits: stable across processes and
-    Python versions (unlike ``hash``), distinct per rollout and step.
+    :func:`~prmforge.schemas.seeds.derive_seed` of the three (label ``"mc-step"``), 31 bits:
+    stable across processes and Python versions (unlike ``hash``), distinct per rollout and step.
     """
-    digest = hashlib.sha256(json.dumps([seed, rollout_id, step]).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % (1 << _SEED_BITS)
+    return derive_seed("mc-step", seed, rollout_id, step, bits=_SEED_BITS)
 
 
 @dataclass(eq=False)
@@ -167,7 +165,7 @@ class MonteCarloAnnotator:
             return
         requests = [
             GenerationRequest(
-                question=tally.problem.question,
+                problem=tally.problem,
                 prefix=tally.rollout.steps[: step + 1],
                 n=self._n,
                 sampling=self._sampling,

@@ -13,6 +13,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prmforge.schemas.records import first_error_of
+
 __all__ = [
     "FlagPrecision",
     "ProcessBenchScore",
@@ -142,7 +144,7 @@ def step_confusion(
     for i, (pred_row, truth_row) in enumerate(zip(predicted_hard, truth, strict=True)):
         if len(pred_row) != len(truth_row):
             raise ValueError(f"rollout {i}: {len(pred_row)} predicted steps for {len(truth_row)} truth steps")
-        first_error = next((t for t, good in enumerate(truth_row) if not good), len(truth_row))
+        first_error = first_error_of(truth_row)  # -1 when every step is good: then no step is an fp
         for t, (pred, good) in enumerate(zip(pred_row, truth_row, strict=True)):
             if pred is None:
                 unknown += 1

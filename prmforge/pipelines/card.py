@@ -4,51 +4,50 @@ from __future__ import annotations
 
 from typing import Any
 
-from prmforge.schemas.config import BuildConfig
-
-
-def _on(flag: bool) -> str:
-    return "on" if flag else "off"
+from prmforge.pipelines.config import BuildConfig
+from prmforge.pipelines.graph import card_methods
+from prmforge.pipelines.runners.manifest import Manifest
 
 
 def _policies(config: BuildConfig) -> str:
-    kinds = {s.kind for s in config.suites}
+    kinds = {s.kind for s in config.inputs}
     names = []
-    if kinds & {"arith", "gsm8k"}:
-        names.append(f"simulated (temperature {config.policy.sampling.temperature}) for the math suites")
+    if kinds & {"arith", "gsm8k", "problems"}:
+        names.append(f"simulated (temperature {config.policy.sampling.temperature}) for math problems")
     if kinds & {"logic", "code"}:
         knobs = config.policy.scripted
         names.append(
             f"scripted (logic error rate {knobs.logic_error_rate}, code bug rate {knobs.code_bug_rate})"
         )
+    if "rollouts" in kinds:
+        names.append("imported rollouts, labelled as given")
     return "; ".join(names)
 
 
-def _method(config: BuildConfig) -> str:
-    mc = config.annotate.mc
-    method = config.annotate.method
-    if method == "mc":
-        return (
-            f"Monte Carlo estimation (Math-Shepherd), N={mc.n} completions per step, early stop "
-            f"{_on(mc.early_stop)}, last step from outcome {_on(mc.last_step_from_outcome)}."
-        )
-    return {
-        "equations": "exact check of the equalities each step states (abstains when nothing is checkable).",
-        "z3": "Z3 local entailment of each inference from its cited premises (FoVer).",
-        "compile-test": "compile and run each line's program against unit tests in the sandbox (PRLCoder).",
-        "lanser": "language-server process reward (Lanser-CLI, weights 0.5/0.4/0.1).",
-    }[method]
+def _fusion(config: BuildConfig) -> str:
+    rule = config.fuse.rule
+    if rule == "single":
+        return f"`single`: the labels of `{config.fused_source}`"
+    if rule == "earliest":
+        return "`earliest`: the earliest first error any source claims"
+    return "`majority`: a per-step vote of the sources that did not abstain (a tie counts as an error)"
 
 
-def render_card(config: BuildConfig, manifest: dict[str, Any]) -> str:
-    splits = [s for s, info in manifest["splits"].items() if info["rows"] > 0 or s == "train"]
+def render_card(config: BuildConfig, manifest: Manifest, excluded: dict[str, int]) -> str:
+    splits = [s for s, rows in manifest.splits.items() if rows > 0]
     data_files = "\n".join(f"  - split: {s}\n    path: data/{s}-*" for s in splits)
     stages = "\n".join(
-        f"| {name} | {t['rows_in']} | {t['accepted']} | {t['quarantined']} | {t['rows_out']} |"
-        for name, t in manifest["stages"].items()
+        f"| {name} | {t.rows_in} | {t.accepted} | {t.quarantined} | {t.excluded} | {t.rows_out} |"
+        for name, t in manifest.stages.items()
     )
-    suites = ", ".join(s.kind for s in config.suites)
-    verification = manifest["verification"]
+    methods = "\n".join(
+        f"| `{source}` | {sentence} | {manifest.verification[source]['tool']} | "
+        f"{manifest.verification[source]['isolation']} |"
+        for source, sentence in card_methods(config)
+    )
+    left_out = "\n".join(f"- {count} x {reason}" for reason, count in excluded.items()) or "- none"
+    dedup: dict[str, Any] = manifest.dedup
+    inputs = ", ".join(s.kind for s in config.inputs)
     return f"""---
 configs:
 - config_name: default
@@ -63,22 +62,37 @@ tags:
 
 Process-reward-model training data built by prmforge.
 
-- Content hash: `{manifest["content_hash"]}` (config hash `{manifest["config_hash"][:16]}`)
-- Suites: {suites}; policy: {_policies(config)}
-- Step labels: {_method(config)}
-  `labels` are hard: a step is positive iff it comes before the first error;
-  `scores` keep the per-step values (soft estimates, or 1/0 from a tool; null where it could not check).
+- Content hash: `{manifest.content_hash}` (config hash `{manifest.config_hash[:16]}`)
+- Inputs: {inputs}; policy: {_policies(config)}
+- Trained label: {_fusion(config)}. `labels` are hard: a step is positive iff it comes before the
+  first error; `scores` keep the per-step values (soft estimates, or 1/0 from a tool; null where no
+  source could check); `votes` hold every source's first error (null: it abstained).
 - Steps after the first error: **{config.labels.after_first_error}**.
 - Columns `prompt`, `completions`, `labels` are TRL's stepwise-supervision triple.
-- Columns `truth_first_error` and `truth_step_correct` are exact truth from the built-in suites,
-  for evaluation only: never train on them.
-- Verification: {verification["tool"]}; isolation: **{verification["isolation"]}**.
+- Columns `truth_first_error` and `truth_step_correct` are exact truth from the built-in suites (or
+  human labels of imported rollouts), for evaluation only: never train on them.
+- Splits by normalised question: a question never lands in two splits.
+- Exact duplicates of (prompt, completions): {dedup.get("repeated_rows", 0)} rows repeat an earlier
+  row ({dedup.get("conflicting_labels", 0)} with different labels); {dedup.get("dropped", 0)} dropped
+  (`split.dedup` {"on" if config.split.dedup else "off"}). Questions under several problem ids:
+  {dedup.get("duplicate_questions", 0)}.
+
+## Label sources
+
+| source | method | tool | isolation |
+|---|---|---|---|
+{methods}
+
+## Left out of the training data
+
+{left_out}
 
 ## Rows per stage
 
-| stage | in | accepted | quarantined | out |
-|---|---|---|---|---|
+| stage | in | accepted | quarantined | excluded | out |
+|---|---|---|---|---|---|
 {stages}
 
-Quarantined rows, with the field and reason, are under `quarantine/`.
+Quarantined rows, with the field and reason, are under `quarantine/`; rows left out by decision under
+`excluded/`.
 """

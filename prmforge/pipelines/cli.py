@@ -17,8 +17,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from prmforge.pipelines.cli_eval import eval_app
-from prmforge.pipelines.shard import StageEvent, stages_of
-from prmforge.schemas.config import BuildConfig, load_config
+from prmforge.pipelines.config import BuildConfig, load_config
+from prmforge.pipelines.runners.shard import StageEvent
 from prmforge.schemas.errors import PrmforgeError
 from prmforge.verifiers.sandbox.cli import sandbox_app
 
@@ -50,7 +50,10 @@ class StageBoard:
         self.started = time.perf_counter()
 
     def __call__(self, event: StageEvent) -> None:
-        row = self.rows[event.stage]
+        row = self.rows.setdefault(
+            event.stage,
+            {"shards": 0, "resumed": 0, "in": 0, "out": 0, "quarantined": 0, "seconds": 0.0, "generate": 0.0},
+        )
         row["shards"] += 1
         row["resumed"] += int(event.resumed)
         row["in"] += event.counts.rows_in
@@ -106,33 +109,51 @@ def build(
     workers: Annotated[int | None, typer.Option(help="worker processes (0: in this process)")] = None,
     restart: Annotated[bool, typer.Option(help="discard an existing build in the output directory")] = False,
 ) -> None:
-    """Run a build; rerunning the same build resumes it, skipping committed shards."""
-    from prmforge.pipelines.local import LocalRunner
+    """Run a build; rerunning the same build resumes it, skipping committed shards.
+
+    Adding annotators to a finished build's config (and changing `fuse:`) grows it in place: only the new
+    sources and what depends on them are computed. Ctrl-C stops it; rerun to resume.
+    """
+    from prmforge.pipelines.runners.interrupt import EXIT_INTERRUPTED, BuildInterrupted
+    from prmforge.pipelines.runners.local import LocalRunner
 
     cfg = _load(config)
     out = output or cfg.output
     if out is None:
         err_console.print("[red]error[/red] output: give --output or set `output:` in the configuration")
         raise typer.Exit(2)
+    if workers is not None and workers < 0:
+        err_console.print(f"[red]error[/red] --workers: must be >= 0 (got {workers})")
+        raise typer.Exit(2)
     with user_errors(1):
-        board = StageBoard(0, stages_of(cfg))  # the runner tells the shard count once it has planned
-        with Live(board.render(), console=console, refresh_per_second=4, transient=False) as live:
+        board = StageBoard(0, ())  # the runner tells the shard count once it has planned
+        try:
+            with Live(board.render(), console=console, refresh_per_second=4, transient=False) as live:
 
-            def on_event(event: StageEvent) -> None:
-                board(event)
-                live.update(board.render())
+                def on_event(event: StageEvent) -> None:
+                    board(event)
+                    live.update(board.render())
 
-            def on_plan(num_shards: int) -> None:
-                board.num_shards = num_shards
-                live.update(board.render())
+                def on_plan(num_shards: int) -> None:
+                    board.num_shards = num_shards
+                    live.update(board.render())
 
-            result = LocalRunner(on_event, on_plan).run(cfg, out, restart=restart, workers=workers)
+                result = LocalRunner(on_event, on_plan).run(cfg, out, restart=restart, workers=workers)
+        except (BuildInterrupted, KeyboardInterrupt) as err:
+            message = str(err) if isinstance(err, BuildInterrupted) else "interrupted; rerun to resume"
+            err_console.print(message)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
     console.print()
     verb = "resumed" if result.resumed else "built"
+    grown = f"; grew by {', '.join(result.grown)}" if result.grown else ""
     console.print(
-        f"{verb} {out}: {result.shards_run} shard(s) run, {result.shards_skipped} already committed"
+        f"{verb} {out}: {result.shards_run} shard(s) run, {result.shards_skipped} already committed{grown}"
     )
     _print_summary(out)
+    if result.problems:
+        for problem in result.problems:
+            err_console.print(f"[red]error[/red] {problem}")
+        raise typer.Exit(1)
 
 
 def _fmt(value: Any) -> str:
@@ -157,6 +178,11 @@ def _print_summary(root: Path) -> None:
         ("positive / negative steps", f"{s['positive_steps']} / {s['negative_steps']}"),
         ("positive share", s["positive_share"]),
         ("rollouts with a correct answer", s["rollouts_correct"]),
+        ("rows left out (undecided label)", s["excluded"]),
+        (
+            "duplicate rows (dropped)",
+            f"{s['dedup'].get('repeated_rows', 0)} ({s['dedup'].get('dropped', 0)})",
+        ),
         ("completions (cached)", f"{s['cost']['completions']} ({s['cost']['cached_completions']})"),
         ("completions per step", s["cost"]["completions_per_step"]),
         ("generated tokens", s["cost"]["generated_tokens"]),
@@ -184,7 +210,7 @@ def _print_summary(root: Path) -> None:
     ):
         quality.add_column(col, justify="right")
     for suite, q in [("all", s["quality"]), *s["quality_by_suite"].items()]:
-        if q is None:
+        if q is None or "rows" not in q:
             continue
         quality.add_row(
             suite,
@@ -197,8 +223,23 @@ def _print_summary(root: Path) -> None:
             str(q["false_negatives"]),
         )
     console.print(quality)
+    sources = Table(title="each source against truth", caption="coverage: share of rollouts it decided")
+    for col in ("source", "coverage", "first-error F1", "step acc", "completions", "tool calls"):
+        sources.add_column(col, justify="right")
+    for source, q in s["quality_by_source"].items():
+        cost = s["cost_by_source"][source]
+        if q is None:
+            sources.add_row(source, "-", "-", "-", str(cost["completions"]), str(cost["tool_calls"]))
+            continue
+        sources.add_row(
+            source, _fmt(q["coverage"]), _fmt(q.get("first_error_f1")), _fmt(q.get("step_accuracy")),
+            str(cost["completions"]), str(cost["tool_calls"]),
+        )  # fmt: skip
+    console.print(sources)
     for reason, count in s["quarantine_reasons"].items():
         console.print(f"  quarantined {count} x {reason}")
+    for reason, count in s["excluded_reasons"].items():
+        console.print(f"  left out {count} x {reason}")
 
 
 @app.command()
@@ -241,17 +282,23 @@ def export(
 
 @app.command()
 def validate(config: Annotated[Path, typer.Argument(help="YAML build configuration")]) -> None:
-    """Check a configuration without running it."""
-    from prmforge.pipelines.components import simulated_params
-    from prmforge.pipelines.sources import iter_source_rows
+    """Check a configuration without running it: inputs readable, sources able to label them."""
+    from prmforge.pipelines.engines import simulated_params
+    from prmforge.pipelines.graph import compose
+    from prmforge.pipelines.sources import open_inputs, parsers_of
 
     cfg = _load(config)
     with user_errors(2, prefix=f"{config}: "):
         simulated_params(cfg.policy)
-        rows = sum(1 for _ in iter_source_rows(cfg))
+        readers = open_inputs(cfg)
+        graph = compose(cfg, parsers_of(readers))
+        counts = [sum(r.stop - r.start for r in reader.plan(cfg.runner.shard_size)) for reader in readers]
+    for position, count in enumerate(counts):
+        if count == 0:
+            err_console.print(f"[yellow]warning[/yellow] inputs.{position}: its range holds 0 rows")
     console.print(
-        f"{config}: valid ({len(cfg.suites)} suite(s), {rows} input rows, "
-        f"config hash {cfg.content_hash()[:16]})"
+        f"{config}: valid ({len(cfg.inputs)} input(s), {sum(counts)} input rows, "
+        f"stages {', '.join(graph.names)}, config hash {cfg.content_hash()[:16]})"
     )
 
 

@@ -1,37 +1,77 @@
-"""What differs between the suites' domains: how a solution splits into steps, how its outcome
-is graded, and (for evaluation only) its exact truth."""
+"""The domain seam: how a solution splits into steps, how its outcome is graded, and (for evaluation
+only) its exact truth — per domain, in one place."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from prmforge.policies.base import split_steps
+from prmforge.languages.code_program import code_spec_of
+from prmforge.languages.formula import FormulaError, format_formula, parse_formula
 from prmforge.schemas.records import Problem, StepTruth
-from prmforge.suites.code import code_spec_of, judge_code_truth
+from prmforge.schemas.steps import split_steps
+from prmforge.suites.code import judge_code_truth
 from prmforge.suites.logic import judge_logic_truth
 from prmforge.suites.truth import judge_truth
 from prmforge.verifiers.answer import AnswerGrader, extract_final_answer
-from prmforge.verifiers.compile_test import CompileTestVerifier
-from prmforge.verifiers.formula import FormulaError, format_formula, parse_formula
 from prmforge.verifiers.verdict import Verdict
 
-
-def segment(problem: Problem, text: str) -> tuple[str, ...]:
-    """Programs split into their non-blank lines (indentation kept); everything else on blank lines."""
-    if problem.domain == "code":
-        return tuple(line for line in text.splitlines() if line.strip())
-    return split_steps(text)
+Outcome = tuple[str | None, bool | None]
 
 
-def judge(problem: Problem, steps: Sequence[str]) -> StepTruth | None:
-    """Exact truth where the problem's suite knows it; None for problems from outside the built-in suites."""
-    if problem.domain == "code":
-        return judge_code_truth(problem, steps)
-    if problem.domain == "logic":
+class MathDomain:
+    """Blank-line steps; the final answer graded against the gold; truth from the reference plan."""
+
+    def __init__(self) -> None:
+        self._answers = AnswerGrader()
+
+    def segment(self, problem: Problem, text: str) -> tuple[str, ...]:
+        return split_steps(text)
+
+    def grade(self, problem: Problem, text: str) -> Outcome:
+        """A solution that states no answer is wrong, not unknown."""
+        answer = extract_final_answer(text)
+        if answer is None:
+            return None, False
+        return answer, self._answers.grade(text, problem.gold)
+
+    def truth(self, problem: Problem, steps: Sequence[str]) -> StepTruth | None:
+        return judge_truth(problem, steps) if "plan" in problem.meta else None
+
+
+class LogicDomain:
+    """Blank-line derivation steps; the last formula must be the goal."""
+
+    def segment(self, problem: Problem, text: str) -> tuple[str, ...]:
+        return split_steps(text)
+
+    def grade(self, problem: Problem, text: str) -> Outcome:
+        steps = self.segment(problem, text)
+        last = _last_formula(steps)
+        return last, last is not None and last == format_formula(parse_formula(problem.gold))
+
+    def truth(self, problem: Problem, steps: Sequence[str]) -> StepTruth | None:
         return judge_logic_truth(problem, steps)
-    if "plan" in problem.meta:
-        return judge_truth(problem, steps)
-    return None
+
+
+class CodeDomain:
+    """Programs split into their non-blank lines; graded by running the unit tests in the sandbox."""
+
+    def __init__(self, programs: Callable[[], Any]) -> None:
+        self._programs = programs
+
+    def segment(self, problem: Problem, text: str) -> tuple[str, ...]:
+        return tuple(line for line in text.splitlines() if line.strip())
+
+    def grade(self, problem: Problem, text: str) -> Outcome:
+        """An infrastructure failure leaves the outcome unknown (None), never wrong."""
+        outcome = self._programs().run_program(code_spec_of(problem), self.segment(problem, text))
+        if outcome.verdict is Verdict.INFRA_ERROR:
+            return None, None
+        return None, outcome.verdict is Verdict.PASS
+
+    def truth(self, problem: Problem, steps: Sequence[str]) -> StepTruth | None:
+        return judge_code_truth(problem, steps)
 
 
 def _last_formula(steps: Sequence[str]) -> str | None:
@@ -44,31 +84,15 @@ def _last_formula(steps: Sequence[str]) -> str | None:
         return None
 
 
-class RolloutGrader:
-    """Grades a whole solution against the problem's gold: an answer, a goal formula, or unit tests.
+class Domains:
+    """The operations of each problem's domain."""
 
-    Programs run in the sandbox (through :class:`CompileTestVerifier`, created on first use);
-    an infrastructure failure leaves the outcome unknown (None), never wrong.
-    """
+    def __init__(self, programs: Callable[[], Any]) -> None:
+        self._by_name: dict[str, MathDomain | LogicDomain | CodeDomain] = {
+            "math": MathDomain(),
+            "logic": LogicDomain(),
+            "code": CodeDomain(programs),
+        }
 
-    def __init__(self, programs: Callable[[], CompileTestVerifier] = CompileTestVerifier) -> None:
-        self._answers = AnswerGrader()
-        self._make_programs = programs
-        self._programs: CompileTestVerifier | None = None
-
-    def grade(self, problem: Problem, text: str) -> tuple[str | None, bool | None]:
-        """``(final answer, outcome)``; a math solution that states no answer is wrong, not unknown."""
-        if problem.domain == "code":
-            if self._programs is None:
-                self._programs = self._make_programs()
-            outcome = self._programs.run_program(code_spec_of(problem), segment(problem, text))
-            if outcome.verdict is Verdict.INFRA_ERROR:
-                return None, None
-            return None, outcome.verdict is Verdict.PASS
-        if problem.domain == "logic":
-            last = _last_formula(segment(problem, text))
-            return last, last is not None and last == format_formula(parse_formula(problem.gold))
-        answer = extract_final_answer(text)
-        if answer is None:
-            return None, False
-        return answer, self._answers.grade(text, problem.gold)
+    def __call__(self, problem: Problem) -> MathDomain | LogicDomain | CodeDomain:
+        return self._by_name[problem.domain]

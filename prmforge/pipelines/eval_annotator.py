@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from prmforge.annotators.base import Annotator
+from prmforge.annotators.config import AnnotatorContext
 from prmforge.annotators.metrics import FlagPrecision, ProcessBenchScore, flag_precision, processbench_f1
+from prmforge.policies.base import GenerationRequest, GenerationResult
 from prmforge.schemas.errors import RowError
 from prmforge.schemas.records import Cost, Problem, Rollout, SamplingParams, StepLabels
 
@@ -222,10 +224,22 @@ def evaluate_annotator(
 
 def build_annotator(name: str, *, z3_rlimit: int | None = None) -> Annotator:
     """The tool annotator called ``name``: ``"equations"`` or ``"z3"`` (``z3_rlimit``: its Z3 budget)."""
-    from prmforge.pipelines.components import build_tool_annotator
-    from prmforge.verifiers.z3_entailment import Z3Settings
+    from prmforge.annotators.kinds import EquationsConfig, Z3Config
 
-    if name not in ("equations", "z3"):
+    if name == "equations":
+        spec: EquationsConfig | Z3Config = EquationsConfig()
+    elif name == "z3":
+        spec = Z3Config() if z3_rlimit is None else Z3Config(rlimit=z3_rlimit)
+    else:
         raise ValueError(f"unknown annotator {name!r}: choose 'equations' or 'z3'")
-    settings = None if z3_rlimit is None else Z3Settings(rlimit=z3_rlimit)
-    return build_tool_annotator(name, z3_settings=settings).annotator
+    context = AnnotatorContext(policy=_NoPolicy(), seed=0, isolation="bwrap", programs=lambda: None)
+    return spec.build(context).annotator
+
+
+class _NoPolicy:
+    """Tool annotators never sample: the policy slot of their context refuses to."""
+
+    fingerprint = "none"
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        raise ValueError("eval-annotator runs tool annotators only; they do not sample")

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prmforge.pipelines import tables
-from prmforge.pipelines.builddir import BuildDir, FileEntry, atomic_write_bytes
+from prmforge.pipelines.runners.builddir import BuildDir, atomic_write_bytes
+from prmforge.pipelines.runners.manifest import Manifest
 from prmforge.schemas.exporters import to_math_shepherd, to_qwen_messages, to_trl
 from prmforge.schemas.records import PRMExample
 
@@ -18,10 +19,8 @@ Format = Literal["trl", "math-shepherd", "qwen"]
 def iter_examples(root: Path, split: str) -> Iterator[PRMExample]:
     """The build's rows of one split, in shard order, from the files the manifest lists."""
     build = BuildDir(root)
-    for f in build.read_manifest()["files"]:
-        if f["path"].startswith(f"data/{split}-"):
-            entry = FileEntry(f["path"], f["rows"], f["sha256"], f["content_hash"])
-            yield from tables.decode("example", build.read_table(entry))
+    for f in Manifest.read(root).under(f"data/{split}-"):
+        yield from tables.decode("example", build.read_table(f.entry))
 
 
 def export_row(example: PRMExample, fmt: Format) -> dict[str, Any]:

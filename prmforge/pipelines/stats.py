@@ -10,8 +10,10 @@ from typing import Any
 
 from prmforge.annotators.metrics import processbench_f1, step_confusion
 from prmforge.pipelines import tables
-from prmforge.pipelines.builddir import BuildDir, FileEntry
-from prmforge.schemas.records import PRMExample, Problem, StepLabels
+from prmforge.pipelines.runners.builddir import BuildDir
+from prmforge.pipelines.runners.manifest import Manifest
+from prmforge.schemas.arrow import QuarantineEntry
+from prmforge.schemas.records import PRMExample, Problem, Rollout, StepLabels, StepTruth, prefix_labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,7 @@ def quality(examples: list[PRMExample]) -> Quality | None:
     truth = []
     for e in known:
         fe = e.truth_first_error if e.truth_first_error is not None else -1
-        truth.append([fe < 0 or t < fe for t in range(len(e.labels))])
+        truth.append(list(prefix_labels(fe, len(e.labels))))
     conf = step_confusion([list(e.labels) for e in known], truth)
     return Quality(
         rows=len(known),
@@ -65,28 +67,38 @@ def _quality_json(q: Quality | None) -> dict[str, Any] | None:
     return {k: (_finite(v) if isinstance(v, float) else v) for k, v in asdict(q).items()}
 
 
-def _read(build: BuildDir, manifest: dict[str, Any], prefix: str, kind: str) -> list[Any]:
+def quality_of_source(labels: list[StepLabels], truth: dict[str, StepTruth]) -> dict[str, Any] | None:
+    """One source's labels against truth, on the rollouts it decided; ``coverage`` is the share decided."""
+    known = [lab for lab in labels if lab.rollout_id in truth]
+    if not known:
+        return None
+    decided = [lab for lab in known if lab.first_error is not None]
+    examples = [
+        _scored(lab.first_error, truth[lab.rollout_id]) for lab in decided if lab.first_error is not None
+    ]
+    q = _quality_json(quality(examples)) if examples else None
+    return {"coverage": round(len(decided) / len(known), 4), "decided": len(decided), **(q or {})}
+
+
+def _scored(first_error: int, truth: StepTruth) -> PRMExample:
+    n = len(truth.step_correct)
+    return PRMExample(
+        example_id="", problem_id="", prompt="", completions=("",) * n,
+        labels=prefix_labels(first_error, n), scores=(None,) * n, first_error=first_error,
+        votes=(), agreement=1.0, weight=1.0, split="train", gold="", final_answer=None, outcome=None,
+        truth_first_error=truth.first_error, truth_step_correct=truth.step_correct,
+    )  # fmt: skip
+
+
+def _read(build: BuildDir, manifest: Manifest, prefix: str, kind: str) -> list[Any]:
     out: list[Any] = []
-    for f in manifest["files"]:
-        if f["path"].startswith(prefix):
-            entry = FileEntry(f["path"], f["rows"], f["sha256"], f["content_hash"])
-            out.extend(tables.decode(kind, build.read_table(entry)))
+    for f in manifest.under(prefix):
+        out.extend(tables.decode(kind, build.read_table(f.entry)))
     return out
 
 
-def summarize(root: Path) -> dict[str, Any]:
-    """Everything ``prmforge stats`` prints, as JSON-ready data."""
-    build = BuildDir(root)
-    manifest = build.read_manifest()
-    examples: list[PRMExample] = _read(build, manifest, "data/", "example")
-    labels: list[StepLabels] = _read(build, manifest, "stages/annotate-", "labels")
-    problems: list[Problem] = _read(build, manifest, "stages/load/", "problem")
-    quarantined = _read(build, manifest, "quarantine/", "quarantine")
-    source_of = {p.problem_id: p.source.split(":")[0] for p in problems}
-
-    steps = sum(len(e.labels) for e in examples)
-    positive = sum(sum(e.labels) for e in examples)
-    cost = {
+def _cost(labels: list[StepLabels], steps: int) -> dict[str, Any]:
+    cost: dict[str, Any] = {
         "completions": sum(lab.cost.completions for lab in labels),
         "generated_tokens": sum(lab.cost.generated_tokens for lab in labels),
         "cached_completions": sum(lab.cost.cached_completions for lab in labels),
@@ -94,24 +106,58 @@ def summarize(root: Path) -> dict[str, Any]:
         "seconds": round(sum(lab.cost.seconds for lab in labels), 3),
     }
     cost["completions_per_step"] = round(cost["completions"] / steps, 3) if steps else 0.0
+    return cost
+
+
+def _reasons(entries: list[QuarantineEntry]) -> dict[str, int]:
+    return dict(Counter(f"{q.stage}: {q.field}: {q.reason[:80]}" for q in entries).most_common(10))
+
+
+def summarize(root: Path) -> dict[str, Any]:
+    """Everything ``prmforge stats`` prints, as JSON-ready data."""
+    build = BuildDir(root)
+    manifest = Manifest.read(root)
+    examples: list[PRMExample] = _read(build, manifest, "data/", "example")
+    problems: list[Problem] = _read(build, manifest, "stages/load/", "problem")
+    rollouts: list[Rollout] = _read(build, manifest, "stages/generate/", "rollout")
+    quarantined: list[QuarantineEntry] = _read(build, manifest, "quarantine/", "quarantine")
+    excluded: list[QuarantineEntry] = _read(build, manifest, "excluded/", "quarantine")
+    by_source = {src: _read(build, manifest, f"stages/annotate-{src}/", "labels") for src in manifest.sources}
+    source_of = {p.problem_id: p.source.split(":")[0] for p in problems}
+    truth = {r.rollout_id: r.truth for r in rollouts if r.truth is not None}
+
+    steps = sum(len(e.labels) for e in examples)
+    positive = sum(sum(e.labels) for e in examples)
+    all_labels = [lab for labels in by_source.values() for lab in labels]
     by_suite: dict[str, list[PRMExample]] = defaultdict(list)
     for e in examples:
         by_suite[source_of.get(e.problem_id, "?")].append(e)
-    reasons = Counter(f"{q.stage}: {q.field}: {q.reason[:80]}" for q in quarantined)
     return {
-        "name": manifest["name"],
-        "content_hash": manifest["content_hash"],
+        "name": manifest.name,
+        "content_hash": manifest.content_hash,
         "rows": len(examples),
-        "splits": {k: v["rows"] for k, v in manifest["splits"].items()},
+        "splits": dict(manifest.splits),
         "steps": steps,
         "positive_steps": positive,
         "negative_steps": steps - positive,
         "positive_share": round(positive / steps, 4) if steps else None,
         "rollouts_correct": sum(1 for e in examples if e.outcome),
-        "cost": cost,
-        "stages": manifest["stages"],
-        "quarantined": sum(reasons.values()),
-        "quarantine_reasons": dict(reasons.most_common(10)),
+        "cost": _cost(all_labels, steps),
+        "cost_by_source": {src: _cost(labels, steps) for src, labels in by_source.items()},
+        "generation": {
+            "rollouts": len(rollouts),
+            "generated_rollouts": sum(1 for r in rollouts if not r.policy.startswith("imported:")),
+            "completion_tokens": sum(
+                r.completion_tokens for r in rollouts if not r.policy.startswith("imported:")
+            ),
+        },
+        "stages": {k: asdict(v) for k, v in manifest.stages.items()},
+        "quarantined": len(quarantined),
+        "quarantine_reasons": _reasons(quarantined),
+        "excluded": len(excluded),
+        "excluded_reasons": _reasons(excluded),
+        "dedup": dict(manifest.dedup),
         "quality": _quality_json(quality(examples)),
         "quality_by_suite": {k: _quality_json(quality(v)) for k, v in sorted(by_suite.items())},
+        "quality_by_source": {src: quality_of_source(labels, truth) for src, labels in by_source.items()},
     }

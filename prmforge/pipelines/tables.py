@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from prmforge.schemas import arrow
+from prmforge.schemas import arrow, arrow_fused
 
 # Wall time and cache hits differ between an interrupted and an uninterrupted
 # build of the same config; they are reported, never hashed.
@@ -17,6 +17,7 @@ _ENCODE: dict[str, Callable[[Sequence[Any]], pa.Table]] = {
     "problem": arrow.problems_to_table,
     "rollout": arrow.rollouts_to_table,
     "labels": arrow.step_labels_to_table,
+    "fused": arrow_fused.fused_to_table,
     "example": arrow.prm_examples_to_table,
     "quarantine": arrow.quarantine_to_table,
 }
@@ -24,9 +25,13 @@ _DECODE: dict[str, Callable[[pa.Table], list[Any]]] = {
     "problem": arrow.problems_from_table,
     "rollout": arrow.rollouts_from_table,
     "labels": arrow.step_labels_from_table,
+    "fused": arrow_fused.fused_from_table,
     "example": arrow.prm_examples_from_table,
     "quarantine": arrow.quarantine_from_table,
 }
+
+
+RECORD_KINDS = frozenset(_ENCODE)
 
 
 def encode(kind: str, records: Sequence[Any]) -> pa.Table:

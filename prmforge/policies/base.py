@@ -6,29 +6,51 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from prmforge.schemas.records import SamplingParams
+from prmforge.schemas.records import Problem, SamplingParams
+from prmforge.schemas.steps import STEP_SEPARATOR, split_steps
 
-STEP_SEPARATOR = "\n\n"
+__all__ = [
+    "STEP_SEPARATOR",
+    "Completion",
+    "GenerationRequest",
+    "GenerationResult",
+    "Policy",
+    "render_prompt",
+    "split_steps",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """Sample ``n`` continuations of ``question`` after the steps in ``prefix``.
+    """Sample ``n`` continuations of ``problem``'s question after the steps in ``prefix``.
 
-    Backends that take text use :func:`render_prompt`; the simulated policy
-    reads ``question`` and ``prefix`` directly. ``seed`` makes the request
+    A request carries the whole :class:`~prmforge.schemas.records.Problem`, so a
+    policy is an engine built from the configuration alone: backends that take
+    text use :attr:`prompt` (:func:`render_prompt`); the built-in policies also
+    read ``problem.domain`` and ``problem.meta``. ``seed`` makes the request
     reproducible: the same request gives the same completions.
+
+    Requests compare by value, ``problem`` included; like a problem (its
+    ``meta`` is a dict) they cannot be hashed.
     """
 
-    question: str
+    problem: Problem
     prefix: tuple[str, ...]
     n: int
     sampling: SamplingParams
     seed: int
 
     @property
+    def problem_id(self) -> str:
+        return self.problem.problem_id
+
+    @property
+    def question(self) -> str:
+        return self.problem.question
+
+    @property
     def prompt(self) -> str:
-        return render_prompt(self.question, self.prefix)
+        return render_prompt(self.problem.question, self.prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +83,3 @@ def render_prompt(question: str, prefix: Sequence[str]) -> str:
     """SCAN's rollout prompt: the question, then each prefix step, each followed by a blank line."""
     parts = [question, *prefix]
     return STEP_SEPARATOR.join(parts) + STEP_SEPARATOR
-
-
-def split_steps(text: str) -> tuple[str, ...]:
-    """Segment a solution on blank lines, dropping empty segments and outer whitespace."""
-    return tuple(s.strip() for s in text.split(STEP_SEPARATOR) if s.strip())

@@ -8,11 +8,22 @@ or spawned children, and it pickles without its connection.
 :class:`CachedPolicy` wraps any :class:`~prmforge.policies.base.Policy`. Its key
 for a request is :func:`request_key`: a SHA-256 over the canonical JSON of the
 policy fingerprint, the rendered prompt, ``n``, the sampling parameters and the
-seed. The value is the :class:`~prmforge.policies.base.GenerationResult` as JSON.
+seed, stored as its 32 bytes. The value is the
+:class:`~prmforge.policies.base.GenerationResult` as a compact JSON array
+(``[prompt_tokens, [[text, tokens, finish], ...]]``, finish 0 for ``stop`` and
+1 for ``length``), zlib-compressed (:func:`encode_result`). Each row also names
+its policy, by the id of its fingerprint in a small ``policies`` table.
+
+The file records its format in ``PRAGMA user_version``
+(:data:`~prmforge.policies.cache_file.SCHEMA_VERSION`). A cache is only a cache:
+a file of another format, or one that is not a SQLite database or fails its
+integrity check, is set aside when opened (renamed to
+``<name>.corrupt-<timestamp>`` beside it, with a :class:`CacheSetAsideWarning`)
+and a fresh cache is started; see :mod:`prmforge.policies.cache_file`.
 
 Example::
 
-    policy = CachedPolicy(SimulatedPolicy(...), RequestCache(build_dir / "requests.sqlite3"))
+    policy = CachedPolicy(SimulatedPolicy(...), RequestCache(build_dir / "cache.sqlite"))
     results = policy.generate(requests)   # misses go to the inner policy in one batched call
 """
 
@@ -23,14 +34,17 @@ import hashlib
 import json
 import os
 import sqlite3
-import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from prmforge.policies.base import Completion, GenerationRequest, GenerationResult, Policy
+from prmforge.policies.cache_file import SCHEMA_VERSION, CacheSetAsideWarning, Transaction, open_cache_file
 
 __all__ = [
+    "SCHEMA_VERSION",
+    "CacheSetAsideWarning",
     "CachedPolicy",
     "CorruptCacheEntry",
     "RequestCache",
@@ -39,17 +53,9 @@ __all__ = [
     "request_key",
 ]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS generations (
-    key TEXT PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    value TEXT NOT NULL,
-    created REAL NOT NULL
-)
-"""
 # Well below SQLite's smallest compiled-in limit on bound parameters (999).
 _LOOKUP_CHUNK = 500
-_FINISH_REASONS = ("stop", "length")
+_FINISH_CODES = {"stop": 0, "length": 1}
 
 # Connections inherited across fork are parked here and never used or closed in
 # the child: closing them could checkpoint or unlink the parent's WAL.
@@ -77,45 +83,42 @@ def request_key(fingerprint: str, request: GenerationRequest) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def encode_result(result: GenerationResult) -> str:
-    """The JSON stored for ``result`` (``cached`` is not stored: it describes a lookup)."""
-    payload = {
-        "completions": [
-            {"text": c.text, "tokens": c.tokens, "finish_reason": c.finish_reason} for c in result.completions
-        ],
-        "prompt_tokens": result.prompt_tokens,
-    }
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def encode_result(result: GenerationResult) -> bytes:
+    """The stored form of ``result``: a zlib'd compact JSON array (``cached`` is not stored)."""
+    completions = [[c.text, c.tokens, _FINISH_CODES[c.finish_reason]] for c in result.completions]
+    text = json.dumps([result.prompt_tokens, completions], separators=(",", ":"), ensure_ascii=False)
+    return zlib.compress(text.encode("utf-8"))
 
 
-def decode_result(value: str) -> GenerationResult:
+def decode_result(value: object) -> GenerationResult:
     """Inverse of :func:`encode_result`; raises :class:`CorruptCacheEntry` on any malformed value."""
+    if not isinstance(value, bytes):
+        raise CorruptCacheEntry(f"a stored value of type {type(value).__name__}, not bytes")
     try:
-        payload = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise CorruptCacheEntry(f"not JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise CorruptCacheEntry("not a JSON object")
-    raw_completions = payload.get("completions")
-    prompt_tokens = payload.get("prompt_tokens")
+        payload = json.loads(zlib.decompress(value).decode("utf-8"))
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptCacheEntry(f"not zlib'd JSON: {exc}") from exc
+    if not isinstance(payload, list) or len(payload) != 2:
+        raise CorruptCacheEntry("not a [prompt_tokens, completions] array")
+    prompt_tokens, raw_completions = payload
     if not isinstance(raw_completions, list) or not _is_int(prompt_tokens):
-        raise CorruptCacheEntry("missing or mistyped 'completions' / 'prompt_tokens'")
+        raise CorruptCacheEntry("mistyped prompt_tokens or completions")
     return GenerationResult(
         completions=tuple(_decode_completion(c) for c in raw_completions), prompt_tokens=prompt_tokens
     )
 
 
 def _decode_completion(raw: Any) -> Completion:
-    if not isinstance(raw, dict):
-        raise CorruptCacheEntry("a completion is not a JSON object")
-    text, tokens, finish = raw.get("text"), raw.get("tokens"), raw.get("finish_reason")
+    if not isinstance(raw, list) or len(raw) != 3:
+        raise CorruptCacheEntry("a completion is not a [text, tokens, finish] array")
+    text, tokens, finish = raw
     if not isinstance(text, str) or not _is_int(tokens):
-        raise CorruptCacheEntry("a completion has a missing or mistyped 'text' / 'tokens'")
-    if finish == "stop":
+        raise CorruptCacheEntry("a completion has a mistyped text or tokens")
+    if type(finish) is int and finish == 0:
         return Completion(text=text, tokens=tokens, finish_reason="stop")
-    if finish == "length":
+    if type(finish) is int and finish == 1:
         return Completion(text=text, tokens=tokens, finish_reason="length")
-    raise CorruptCacheEntry(f"finish_reason {finish!r} is not one of {_FINISH_REASONS}")
+    raise CorruptCacheEntry(f"finish code {finish!r} is not 0 (stop) or 1 (length)")
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -145,7 +148,7 @@ class RequestCache:
         return self._path
 
     def get_many(self, keys: Sequence[str]) -> tuple[dict[str, GenerationResult], set[str]]:
-        """Look ``keys`` up: ``(found, corrupt)``.
+        """Look ``keys`` (from :func:`request_key`) up: ``(found, corrupt)``.
 
         ``found`` maps each key with a readable entry to its result; keys with an
         entry that does not decode are in ``corrupt`` (and not in ``found``), so
@@ -156,10 +159,11 @@ class RequestCache:
         found: dict[str, GenerationResult] = {}
         corrupt: set[str] = set()
         for start in range(0, len(unique), _LOOKUP_CHUNK):
-            chunk = unique[start : start + _LOOKUP_CHUNK]
+            chunk = [bytes.fromhex(key) for key in unique[start : start + _LOOKUP_CHUNK]]
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(f"SELECT key, value FROM generations WHERE key IN ({marks})", chunk)
-            for key, value in rows:
+            for raw_key, value in rows:
+                key = bytes(raw_key).hex()
                 try:
                     found[key] = decode_result(value)
                 except CorruptCacheEntry:
@@ -168,25 +172,23 @@ class RequestCache:
 
     def put_many(self, fingerprint: str, entries: Sequence[tuple[str, GenerationResult]]) -> None:
         """Store ``(key, result)`` pairs in one transaction, replacing what the keys held."""
-        if not entries:
-            return
-        now = time.time()
-        rows = [(key, fingerprint, encode_result(result), now) for key, result in entries]
-        with self._write() as conn:
-            conn.executemany(
-                "INSERT INTO generations (key, fingerprint, value, created) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET fingerprint = excluded.fingerprint, "
-                "value = excluded.value, created = excluded.created",
-                rows,
-            )
+        if entries:
+            self._put(fingerprint, [(key, encode_result(result)) for key, result in entries])
 
-    def put_raw(self, key: str, fingerprint: str, value: str) -> None:
+    def put_raw(self, key: str, fingerprint: str, value: bytes) -> None:
         """Store ``value`` verbatim under ``key``: for repair tools and tests of corrupt entries."""
+        self._put(fingerprint, [(key, value)])
+
+    def _put(self, fingerprint: str, entries: Sequence[tuple[str, bytes]]) -> None:
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO generations (key, fingerprint, value, created) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, fingerprint, value, time.time()),
+            conn.execute("INSERT OR IGNORE INTO policies (fingerprint) VALUES (?)", (fingerprint,))
+            (policy,) = conn.execute(
+                "SELECT id FROM policies WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+            conn.executemany(
+                "INSERT INTO generations (key, policy, value) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET policy = excluded.policy, value = excluded.value",
+                [(bytes.fromhex(key), policy, value) for key, value in entries],
             )
 
     def __len__(self) -> int:
@@ -220,8 +222,8 @@ class RequestCache:
     def __repr__(self) -> str:
         return f"RequestCache({str(self._path)!r})"
 
-    def _write(self) -> _Transaction:
-        return _Transaction(self._connection())
+    def _write(self) -> Transaction:
+        return Transaction(self._connection())
 
     def _connection(self) -> sqlite3.Connection:
         pid = os.getpid()
@@ -230,53 +232,9 @@ class RequestCache:
         if self._conn is not None:
             _INHERITED.append(self._conn)
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE in _Transaction).
-        conn = sqlite3.connect(self._path, timeout=self._timeout_s, isolation_level=None)
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
-            # NORMAL loses nothing when a process is killed; only a power cut can drop the last commits.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            _initialise(conn, deadline=time.monotonic() + self._timeout_s)
-        except BaseException:
-            conn.close()
-            raise
+        conn = open_cache_file(self._path, timeout_s=self._timeout_s)
         self._conn, self._pid = conn, pid
         return conn
-
-
-def _initialise(conn: sqlite3.Connection, *, deadline: float) -> None:
-    """Put the file in WAL mode and create the table, retrying while another process does the same.
-
-    Switching a new file to WAL can fail with SQLITE_BUSY without consulting the
-    busy handler when several processes open it at once, hence the retry loop.
-    """
-    delay = 0.005
-    while True:
-        try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(_SCHEMA)
-            return
-        except sqlite3.OperationalError as exc:
-            busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-            if not busy or time.monotonic() >= deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
-
-
-class _Transaction:
-    """``with``: ``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the body raises."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._conn.execute("BEGIN IMMEDIATE")
-        return self._conn
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
 
 
 class CachedPolicy:

@@ -1,4 +1,4 @@
-"""Policies for the `logic` and `code` suites, and a router that sends each request to its suite's policy.
+"""The policy of the `logic` and `code` suites.
 
 The scripted policy samples whole solutions from the suites' own error
 generators (invalid inferences in derivations, bugs and truncations in
@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from prmforge.policies.base import STEP_SEPARATOR, Completion, GenerationRequest, GenerationResult, Policy
+from prmforge.policies.base import STEP_SEPARATOR, Completion, GenerationRequest, GenerationResult
+from prmforge.policies.router import DomainRouter
 from prmforge.schemas.records import Problem
+from prmforge.schemas.seeds import derive_seed
 from prmforge.suites.code import generate_code_rollouts
 from prmforge.suites.logic import generate_logic_rollouts
+
+__all__ = [
+    "SCRIPTED_DOMAINS",
+    "DomainRouter",
+    "ScriptedParams",
+    "ScriptedPolicy",
+    "join_steps",
+    "scripted_seed",
+]
 
 SCRIPTED_DOMAINS = frozenset({"logic", "code"})
 
@@ -36,8 +47,8 @@ def join_steps(domain: str, steps: Sequence[str]) -> str:
 
 
 def scripted_seed(policy_seed: int, request_seed: int) -> int:
-    """The generator seed of one request: stable across processes (sha256, not ``hash``)."""
-    return int.from_bytes(hashlib.sha256(f"{policy_seed}|{request_seed}".encode()).digest()[:8], "big")
+    """The generator seed of one request (:func:`~prmforge.schemas.seeds.derive_seed`, 63 bits)."""
+    return derive_seed("scripted", policy_seed, request_seed)
 
 
 def _tokens(text: str) -> int:
@@ -45,20 +56,15 @@ def _tokens(text: str) -> int:
 
 
 class ScriptedPolicy:
-    """Samples `logic` derivations and `code` programs with exact, seeded errors."""
+    """Samples `logic` derivations and `code` programs with exact, seeded errors.
 
-    def __init__(
-        self, problems: Iterable[Problem], params: ScriptedParams | None = None, seed: int = 0
-    ) -> None:
+    An engine built from its parameters alone: each request's ``problem`` says what to sample
+    (``problem.meta`` holds the derivation plan or the code task).
+    """
+
+    def __init__(self, params: ScriptedParams | None = None, seed: int = 0) -> None:
         self.params = params or ScriptedParams()
         self.seed = seed
-        self._by_question: dict[str, Problem] = {}
-        for problem in problems:
-            if problem.domain not in SCRIPTED_DOMAINS:
-                raise ValueError(
-                    f"problem {problem.problem_id}: the scripted policy serves logic and code only"
-                )
-            self._by_question[problem.question] = problem
         blob = json.dumps({"params": asdict(self.params), "seed": seed}, sort_keys=True).encode()
         self._fingerprint = "scripted-v1:" + hashlib.sha256(blob).hexdigest()[:16]
 
@@ -69,9 +75,8 @@ class ScriptedPolicy:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         results = []
         for request in requests:
-            problem = self._by_question.get(request.question)
-            if problem is None:
-                raise ValueError(f"the scripted policy does not know the question {request.question[:60]!r}")
+            problem = request.problem
+            _check_servable(problem)
             if request.prefix:
                 raise ValueError(
                     f"problem {problem.problem_id}: the scripted policy samples whole solutions and cannot "
@@ -90,33 +95,15 @@ class ScriptedPolicy:
         return results
 
 
-class RoutedPolicy:
-    """One policy per question: each batch is split by route, sent once per policy, and put back in order.
-
-    The fingerprint names every member, whichever questions a given batch (or shard) holds, so
-    rollout ids and cache keys do not depend on how problems were packed into shards.
-    """
-
-    def __init__(self, members: Sequence[Policy], routes: Mapping[str, Policy]) -> None:
-        self._routes = dict(routes)
-        strays = {p.fingerprint for p in self._routes.values()} - {p.fingerprint for p in members}
-        if strays:
-            raise ValueError(f"routes name policies that are not members: {sorted(strays)}")
-        self._fingerprint = "+".join(sorted({p.fingerprint for p in members}))
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        groups: dict[int, tuple[Policy, list[int]]] = {}
-        for index, request in enumerate(requests):
-            policy = self._routes.get(request.question)
-            if policy is None:
-                raise ValueError(f"no policy serves the question {request.question[:60]!r}")
-            groups.setdefault(id(policy), (policy, []))[1].append(index)
-        out: list[GenerationResult | None] = [None] * len(requests)
-        for policy, indices in groups.values():
-            for index, result in zip(indices, policy.generate([requests[i] for i in indices]), strict=True):
-                out[index] = result
-        return [r for r in out if r is not None]
+def _check_servable(problem: Problem) -> None:
+    """ValueError naming the problem when the scripted policy cannot sample it."""
+    pid = problem.problem_id
+    if problem.domain not in SCRIPTED_DOMAINS:
+        raise ValueError(
+            f"problem {pid}: the scripted policy serves logic and code only, not {problem.domain!r}"
+        )
+    # A code problem without its task raises CodeSpecError (a ValueError naming it) when sampled.
+    if problem.domain == "logic":
+        plan = problem.meta.get("plan")
+        if not isinstance(plan, list) or not all(isinstance(e, Mapping) and "errors" in e for e in plan):
+            raise ValueError(f"problem {pid}: a logic problem needs its derivation plan in meta['plan']")

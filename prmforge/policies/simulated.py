@@ -18,8 +18,10 @@ difficulty; a share of problems has a *trap* calc that the policy gets wrong
 wrong ones (never past a trap). Temperature 0 is greedy: an event happens
 exactly when its probability is above 1/2, so there are no random mistakes.
 
-Every completion is deterministic: its random stream is seeded by hashing the
-policy seed, the request seed, the rendered prompt and the completion index.
+Every completion is deterministic: its random stream is
+:func:`prmforge.schemas.seeds.rng` of the policy seed, the request seed, the
+rendered prompt and the completion index (per-problem draws likewise use the
+project's one seed helper, each under its own label).
 See ``docs/simulated_policy.md`` for the parameters.
 """
 
@@ -27,37 +29,30 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import random
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
+from typing import cast
 
 from prmforge.policies.base import STEP_SEPARATOR, Completion, GenerationRequest, GenerationResult
+from prmforge.policies.exact import Num, Values, normal, parse_claim
+from prmforge.policies.mistakes import make_mistake
+from prmforge.policies.simulated_task import Overlay, PreparedCalc, Task, build_task
+from prmforge.schemas import seeds
 from prmforge.schemas.records import Problem
-from prmforge.suites.plan import (
-    ExprError,
-    Plan,
-    answer_line,
-    evaluate,
-    fill,
-    format_operand,
-    parse_annotations,
-    parse_value,
-    plan_of,
-    refs_of,
-    tokenize,
-)
+from prmforge.suites.plan import ExprError, PlanStep, answer_line, parse_annotations
 
 __all__ = ["SimulatedPolicy", "SimulatedPolicyParams"]
 
-_NUMBER_RE = re.compile(r"\d[\d,]*(?:\.\d+)?")
-_OPERATORS = "+-*/"
-_OPERATOR_SET = frozenset(_OPERATORS)
-_MUTATION_TRIES = 12
 _UNBOUNDED = frozenset({"reference_temperature", "slip_weight", "operand_weight", "operation_weight"})
+# Rendering reads values' numerator, denominator and sign only, which ints provide as Fractions do.
+_render_step = cast(Callable[[PlanStep, Sequence[str], Sequence[Num]], str], PlanStep.render)
+_answer_line = cast(Callable[[Num], str], answer_line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,24 +94,8 @@ class SimulatedPolicyParams:
             raise ValueError("slip_weight, operand_weight and operation_weight cannot all be 0")
 
 
-def _unit(*parts: object) -> float:
-    """A number in [0, 1) from a hash of ``parts`` (stable across processes, unlike ``hash``)."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def _rng(*parts: object) -> random.Random:
-    return random.Random(int(_unit(*parts) * 2**64))
-
-
-@dataclass(frozen=True, slots=True)
-class _Task:
-    problem_id: str
-    plan: Plan
-    truth: tuple[Fraction, ...]
-    numbers: tuple[Fraction, ...]
-    difficulty: float
-    trap: int | None
+# Per-problem state is memoised by problem id, the least recently used dropped beyond this many.
+TASK_CACHE_SIZE = 512
 
 
 def _chance(p: float, temperature: float, rng: random.Random) -> bool:
@@ -126,25 +105,20 @@ def _chance(p: float, temperature: float, rng: random.Random) -> bool:
     return rng.random() < p
 
 
-def _safe(expr: str, values: Sequence[Fraction]) -> Fraction | None:
-    try:
-        return evaluate(expr, values)
-    except ExprError:
-        return None
-
-
 class SimulatedPolicy:
-    """The :class:`~prmforge.policies.base.Policy` of the built-in suites."""
+    """The :class:`~prmforge.policies.base.Policy` of the built-in suites: an engine built from its
+    parameters alone, that works from each request's ``problem.meta["plan"]``.
 
-    def __init__(
-        self, problems: Iterable[Problem], params: SimulatedPolicyParams | None = None, seed: int = 0
-    ) -> None:
+    ``evaluations`` counts the calc expressions evaluated so far (for tests and profiling).
+    """
+
+    def __init__(self, params: SimulatedPolicyParams | None = None, seed: int = 0) -> None:
         self._params = params if params is not None else SimulatedPolicyParams()
         self._seed = seed
-        self._tasks: dict[str, _Task] = {}
-        for problem in problems:
-            if problem.question not in self._tasks:
-                self._tasks[problem.question] = self._task(problem)
+        self._tasks: OrderedDict[str, Task] = OrderedDict()
+        p = self._params
+        self._weights = (p.slip_weight, p.operand_weight, p.operation_weight)
+        self.evaluations = 0
         blob = json.dumps({"params": dataclasses.asdict(self._params), "seed": seed}, sort_keys=True)
         self._fingerprint = f"simulated-v1:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
@@ -156,207 +130,186 @@ class SimulatedPolicy:
     def params(self) -> SimulatedPolicyParams:
         return self._params
 
-    def _task(self, problem: Problem) -> _Task:
-        plan = plan_of(problem)
-        pid = problem.problem_id
-        literals = {Fraction(n.replace(",", "")) for n in _NUMBER_RE.findall(problem.question)}
-        for calc in plan.calcs:
-            literals.update(Fraction(tok) for tok in tokenize(calc.expr) if tok[0].isdigit() or tok[0] == ".")
-        spread = self._params.difficulty_spread
-        trap = None
-        if _unit(self._seed, "trap", pid) < self._params.trap_share:
-            trap = int(_unit(self._seed, "trap-calc", pid) * len(plan.calcs))
-        return _Task(
-            problem_id=pid,
-            plan=plan,
-            truth=plan.true_values(),
-            numbers=tuple(sorted(literals)),
-            difficulty=1.0 + spread * (2.0 * _unit(self._seed, "difficulty", pid) - 1.0),
-            trap=trap,
-        )
+    @property
+    def memoised_problems(self) -> int:
+        """How many problems' derived state the policy holds (at most ``TASK_CACHE_SIZE``)."""
+        return len(self._tasks)
 
-    def _by_id(self, problem_id: str) -> _Task:
-        for task in self._tasks.values():
-            if task.problem_id == problem_id:
-                return task
-        raise ValueError(f"simulated policy: unknown problem {problem_id!r}")
+    def __reduce__(self) -> tuple[type[SimulatedPolicy], tuple[SimulatedPolicyParams, int]]:
+        return SimulatedPolicy, (self._params, self._seed)  # the memo (closures) is rebuilt on use
 
-    def difficulty(self, problem_id: str) -> float:
+    def difficulty(self, problem: Problem) -> float:
         """The error-rate multiplier of a problem (for inspection)."""
-        return self._by_id(problem_id).difficulty
+        return self._task(problem).difficulty
 
-    def trap_calc(self, problem_id: str) -> int | None:
+    def trap_calc(self, problem: Problem) -> int | None:
         """The global index of the problem's trap calc, or None (for inspection)."""
-        return self._by_id(problem_id).trap
+        return self._task(problem).trap
+
+    def _task(self, problem: Problem) -> Task:
+        """The memoised state of ``problem``; ValueError naming it when the policy cannot serve it."""
+        pid = problem.problem_id
+        task = self._tasks.get(pid)
+        if task is not None and (task.problem is problem or task.problem == problem):
+            self._tasks.move_to_end(pid)
+            return task
+        p = self._params
+        task = build_task(
+            problem, seed=self._seed, trap_share=p.trap_share, difficulty_spread=p.difficulty_spread
+        )
+        self._tasks[pid] = task
+        self._tasks.move_to_end(pid)
+        while len(self._tasks) > TASK_CACHE_SIZE:
+            self._tasks.popitem(last=False)
+        return task
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         results = []
         for request in requests:
-            task = self._tasks.get(request.question)
-            if task is None:
-                head = request.question[:80] + ("..." if len(request.question) > 80 else "")
-                raise ValueError(f"simulated policy: unknown problem {head!r} (no plan for this question)")
+            task = self._task(request.problem)
             prompt = request.prompt
-            completions = tuple(self._complete(task, request, prompt, i) for i in range(request.n))
-            results.append(GenerationResult(completions=completions, prompt_tokens=len(prompt.split())))
+            carried = self._read_prefix(task, request.prefix)
+            # Completion i's stream is rng("simulated-completion", seed, request seed, prompt, i): the
+            # stem (with the long prompt) is hashed once per request.
+            stem = seeds.SeedStem("simulated-completion", self._seed, request.seed, prompt)
+            # Past a trap the prefix states, the healed values are the same for every completion: share them.
+            shared: list[Num] | None = [] if task.trap is not None and task.trap < len(carried) else None
+            completions = []
+            for index in range(request.n):
+                healed = shared if shared is not None else []
+                completions.append(self._complete(task, request, list(carried), healed, stem.rng(index)))
+            results.append(
+                GenerationResult(completions=tuple(completions), prompt_tokens=len(prompt.split()))
+            )
         return results
 
     # ------------------------------------------------------------ solving
 
-    def _complete(self, task: _Task, request: GenerationRequest, prompt: str, index: int) -> Completion:
-        rng = _rng(self._seed, request.seed, prompt, index)
-        temperature = request.sampling.temperature
-        plan = task.plan
-        carried = self._read_prefix(task, request.prefix)
-        texts = []
-        for t in range(min(len(request.prefix), len(plan.steps)), len(plan.steps)):
-            texts.append(self._step(task, t, carried, temperature, rng))
-        if not texts:
-            texts.append(answer_line(carried[-1]))
-        return _truncate(STEP_SEPARATOR.join(texts), request.sampling.max_tokens)
+    def _value(self, calc: PreparedCalc, values: Values) -> Num | None:
+        """The calc's value over ``values``, None where it divides by zero (one evaluation)."""
+        self.evaluations += 1
+        try:
+            return normal(calc.run(values))
+        except ZeroDivisionError:
+            return None
 
-    def _read_prefix(self, task: _Task, prefix: Sequence[str]) -> list[Fraction]:
+    def _read_prefix(self, task: Task, prefix: Sequence[str]) -> list[Num]:
         """Values the prefix claims for its calcs (computed from the carried values where it states none)."""
-        carried: list[Fraction] = []
+        carried: list[Num] = []
+        starts = task.starts
         for t, text in enumerate(prefix[: len(task.plan.steps)]):
-            claims = parse_annotations(text)
-            for j, calc in enumerate(task.plan.steps[t].calcs):
+            claims = parse_annotations(text) if "<<" in text else []
+            for j, g in enumerate(range(starts[t], starts[t + 1])):
                 value = None
                 if j < len(claims):
                     try:
-                        value = parse_value(claims[j][1])
+                        value = parse_claim(claims[j][1])
                     except ExprError:
                         value = None
                 if value is None:
-                    value = _safe(calc.expr, carried)
-                carried.append(task.truth[len(carried)] if value is None else value)
+                    value = self._value(task.calcs[g], carried)
+                carried.append(task.truth[g] if value is None else value)
         return carried
 
-    def _healed(self, task: _Task, carried: Sequence[Fraction]) -> list[Fraction]:
-        """True values of the calcs so far, except that a trap keeps its carried value."""
-        healed: list[Fraction] = []
-        for g, calc in enumerate(task.plan.calcs[: len(carried)]):
-            value = carried[g] if g == task.trap else _safe(calc.expr, healed)
-            healed.append(task.truth[g] if value is None else value)
-        return healed
+    def _heal(self, task: Task, healed: list[Num], carried: Sequence[Num], stop: int) -> None:
+        """Extend ``healed`` to (at least) ``stop`` calcs: the true values, except that a trap keeps its
+        carried value and the calcs after it are recomputed from the healed values.
 
-    def _step(
-        self, task: _Task, t: int, carried: list[Fraction], temperature: float, rng: random.Random
-    ) -> str:
-        plan, p = task.plan, self._params
-        start = plan.first_calc(t)
-        step = plan.steps[t]
-        basis = list(carried)
-        external = {r for calc in step.calcs for r in refs_of(calc.expr) if r < start}
-        healed = self._healed(task, carried)
-        if any(carried[r] != healed[r] for r in external) and _chance(p.self_correct_prob, temperature, rng):
-            basis = healed
+        They depend on nothing else, so a list is extended as far as any step needs and never changes.
+        """
+        trap = task.trap
+        if trap is None or stop <= trap:
+            healed.extend(task.truth[len(healed) : stop])
+            return
+        if len(healed) < trap:
+            healed.extend(task.truth[len(healed) : trap])
+        if len(healed) == trap:
+            healed.append(carried[trap])
+        for g in range(len(healed), stop):
+            value = self._value(task.calcs[g], healed)
+            healed.append(task.truth[g] if value is None else value)
+
+    def _complete(
+        self,
+        task: Task,
+        request: GenerationRequest,
+        carried: list[Num],
+        healed: list[Num],
+        rng: random.Random,
+    ) -> Completion:
+        p, temperature = self._params, request.sampling.temperature
         error_p = min(
             p.max_error_rate, p.error_rate * task.difficulty * temperature / p.reference_temperature
         )
-        filled, values = [], []
-        for j, calc in enumerate(step.calcs):
-            g = start + j
-            # A carried value that makes the plan divide by zero: this calc falls back to the truth.
-            source = basis if _safe(calc.expr, basis) is not None else task.truth[:g]
-            text, value = fill(calc.expr, source), evaluate(calc.expr, source)
-            if g == task.trap:
-                if _chance(p.trap_error_prob, temperature, rng):
-                    how = _rng(self._seed, "trap-how", task.problem_id)  # the same misconception every time
-                    text, value = self._mistake(task, calc.expr, source, g, how)
-            elif _chance(error_p, temperature, rng):
-                text, value = self._mistake(task, calc.expr, source, g, rng)
-            basis.append(value)
+        steps = len(task.plan.steps)
+        texts = [
+            self._step(task, t, carried, healed, temperature, error_p, rng)
+            for t in range(min(len(request.prefix), steps), steps)
+        ]
+        if not texts:
+            texts.append(_answer_line(carried[-1]))
+        return _truncate(STEP_SEPARATOR.join(texts), request.sampling.max_tokens)
+
+    def _step(
+        self,
+        task: Task,
+        t: int,
+        carried: list[Num],
+        healed: list[Num],
+        temperature: float,
+        error_p: float,
+        rng: random.Random,
+    ) -> str:
+        """Write step ``t`` after the calcs in ``carried``, appending its values to ``carried``.
+
+        ``healed`` holds the healed values (see :meth:`_heal`) computed so far.
+        """
+        p = self._params
+        start, stop = task.starts[t], task.starts[t + 1]
+        trap = task.trap
+        reference: Sequence[Num] = task.truth  # before any trap, the healed values are the true ones
+        corrected = False
+        if task.external[t]:
+            if trap is not None and trap < start:
+                self._heal(task, healed, carried, start)
+                reference = healed
+            diverged = any(carried[r] != reference[r] for r in task.external[t])
+            corrected = diverged and _chance(p.self_correct_prob, temperature, rng)
+        filled: list[str] = []
+        values: list[Num] = []
+        # A self-correcting step recomputes from the healed values (and its own results).
+        basis: Values = Overlay(reference, start, values) if corrected else carried
+        for g in range(start, stop):
+            calc = task.calcs[g]
+            source: Values = basis
+            value = self._value(calc, basis)
+            if value is None:  # a carried value makes the plan divide by zero: this calc uses the truth
+                source, value = task.truth, task.truth[g]
+            if g == trap:
+                wrong = _chance(p.trap_error_prob, temperature, rng)
+                # A trap is the same misconception every time.
+                how = seeds.rng("simulated-trap-how", self._seed, task.problem.problem_id) if wrong else rng
+            else:
+                wrong, how = _chance(error_p, temperature, rng), rng
+            if wrong:
+                text, value, evaluations = make_mistake(
+                    calc.tokens, source, value, g, task.numbers, self._weights, how
+                )
+                self.evaluations += evaluations
+            else:
+                text = calc.fill(source)
             carried.append(value)
             filled.append(text)
             values.append(value)
-        rendered = step.render(filled, values)
-        return f"{rendered}\n{answer_line(values[-1])}" if t == len(plan.steps) - 1 else rendered
-
-    # ------------------------------------------------------------ mistakes
-
-    def _mistake(
-        self, task: _Task, expr: str, basis: Sequence[Fraction], g: int, rng: random.Random
-    ) -> tuple[str, Fraction]:
-        """A wrong version of calc ``g``: ``(filled expression, value)`` with a value that differs."""
-        p = self._params
-        tokens = [
-            format_operand(basis[int(tok[2:-1])]) if tok.startswith("{") else tok for tok in tokenize(expr)
-        ]
-        right = evaluate("".join(tokens))
-        kinds = ["slip", "operand", "operation"]
-        kind = rng.choices(kinds, weights=[p.slip_weight, p.operand_weight, p.operation_weight])[0]
-        found = None
-        pool = [*task.numbers, *basis[:g]]
-        if kind == "operand" and pool:
-            found = _vary(
-                tokens, _operand_positions(tokens), lambda _: format_operand(rng.choice(pool)), right, rng
-            )
-        elif kind == "operation":
-            swap: Callable[[str], str] = lambda op: rng.choice(_OPERATORS.replace(op, ""))  # noqa: E731
-            found = _vary(tokens, _operator_positions(tokens), swap, right, rng)
-        return found if found is not None else ("".join(tokens), _slip(right, rng))
-
-
-def _operand_positions(tokens: Sequence[str]) -> list[int]:
-    """Numbers (and filled references, which may be parenthesised like ``(7/2)``)."""
-    return [i for i, tok in enumerate(tokens) if tok not in _OPERATOR_SET and tok not in ("(", ")")]
-
-
-def _operator_positions(tokens: Sequence[str]) -> list[int]:
-    """Binary operators: an operator right after an operand or a closing parenthesis."""
-    return [
-        i
-        for i in range(1, len(tokens))
-        if tokens[i] in _OPERATOR_SET and tokens[i - 1] not in _OPERATOR_SET and tokens[i - 1] != "("
-    ]
-
-
-def _acceptable(value: Fraction, right: Fraction) -> bool:
-    if value == right:
-        return False
-    if right.denominator == 1 and value.denominator != 1:
-        return False
-    return not (right > 0 and value <= 0)
-
-
-def _vary(
-    tokens: list[str],
-    positions: list[int],
-    replace: Callable[[str], str],
-    right: Fraction,
-    rng: random.Random,
-) -> tuple[str, Fraction] | None:
-    """Replace the token at a random position until the value changes acceptably (or give up)."""
-    if not positions:
-        return None
-    for _ in range(_MUTATION_TRIES):
-        i = rng.choice(positions)
-        changed = [*tokens[:i], replace(tokens[i]), *tokens[i + 1 :]]
-        text = "".join(changed)
-        value = _safe(text, ())
-        if value is not None and _acceptable(value, right):
-            return text, value
-    return None
-
-
-def _slip(right: Fraction, rng: random.Random) -> Fraction:
-    """A plausible wrong result: off by one, two or ten, a factor of ten, or two digits swapped."""
-    options = [right + 1, right - 1, right + 2, right - 2, right + 10, right - 10, right * 10]
-    digits = str(right.numerator) if right.denominator == 1 else ""
-    if len(digits.lstrip("-")) >= 2:
-        swapped = digits[:-2] + digits[-1] + digits[-2]
-        options.append(Fraction(int(swapped)))
-    if right.denominator == 1 and right.numerator % 10 == 0:
-        options.append(right / 10)
-    good = [v for v in options if _acceptable(v, right)]
-    return rng.choice(good) if good else right + 1
+        rendered = _render_step(task.plan.steps[t], filled, values)
+        return f"{rendered}\n{_answer_line(values[-1])}" if t == len(task.plan.steps) - 1 else rendered
 
 
 def _truncate(text: str, max_tokens: int) -> Completion:
     """Cut ``text`` after ``max_tokens`` whitespace-separated tokens (``finish_reason="length"``)."""
-    spans = [m.span() for m in re.finditer(r"\S+", text)]
-    if len(spans) <= max_tokens:
-        return Completion(text=text, tokens=len(spans))
+    tokens = len(text.split())  # the same tokens as the regex ``\S+`` (one definition of whitespace)
+    if tokens <= max_tokens:
+        return Completion(text=text, tokens=tokens)
+    spans = [m.span() for m in itertools.islice(re.finditer(r"\S+", text), max_tokens)]
     cut = text[: spans[max_tokens - 1][1]] if max_tokens > 0 else ""
     return Completion(text=cut, tokens=max_tokens, finish_reason="length")

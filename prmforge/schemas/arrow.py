@@ -346,29 +346,47 @@ def content_hash(table: pa.Table, exclude: Collection[str] = ()) -> str:
     change it. ``exclude`` drops columns or nested struct fields by dotted
     path (``"cost.seconds"``, also through lists: ``"votes.source"``).
     """
-    drops = [tuple(path.split(".")) for path in exclude]
-    header = []
-    for field in table.schema:
-        rest = [d[1:] for d in drops if d[0] == field.name]
-        if () not in rest:
-            header.append([field.name, _describe(field.type, rest, field.name)])
-    unknown = [".".join(d) for d in drops if d[0] not in table.column_names]
-    if unknown:
-        raise ValueError(f"exclude: no column {unknown[0]!r} in the table")
-    kept = [name for name, _ in header]
-    digest = hashlib.sha256(json.dumps(header).encode("ascii") + b"\n")
-    for batch in table.select(kept).to_batches():
-        columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-        for name, values in zip(kept, columns, strict=True):
-            for drop in drops:
-                if drop[0] == name:
-                    for value in values:
-                        _drop(value, drop[1:])
-        for row in zip(*columns, strict=True):
-            digest.update(json.dumps(list(row), default=_json_default, separators=(",", ":")).encode("ascii"))
-            digest.update(b"\n")
-    digest.update(f"rows={table.num_rows}".encode("ascii"))
-    return digest.hexdigest()
+    hasher = ContentHasher(table.schema, exclude)
+    hasher.update(table)
+    return hasher.hexdigest()
+
+
+class ContentHasher:
+    """:func:`content_hash` over tables fed in turn (one schema): the hash of their concatenation."""
+
+    def __init__(self, schema: pa.Schema, exclude: Collection[str] = ()) -> None:
+        self._drops = [tuple(path.split(".")) for path in exclude]
+        header = []
+        for field in schema:
+            rest = [d[1:] for d in self._drops if d[0] == field.name]
+            if () not in rest:
+                header.append([field.name, _describe(field.type, rest, field.name)])
+        unknown = [".".join(d) for d in self._drops if d[0] not in schema.names]
+        if unknown:
+            raise ValueError(f"exclude: no column {unknown[0]!r} in the table")
+        self._kept = [name for name, _ in header]
+        self._digest = hashlib.sha256(json.dumps(header).encode("ascii") + b"\n")
+        self._rows = 0
+
+    def update(self, table: pa.Table) -> None:
+        for batch in table.select(self._kept).to_batches():
+            columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+            for name, values in zip(self._kept, columns, strict=True):
+                for drop in self._drops:
+                    if drop[0] == name:
+                        for value in values:
+                            _drop(value, drop[1:])
+            for row in zip(*columns, strict=True):
+                self._digest.update(
+                    json.dumps(list(row), default=_json_default, separators=(",", ":")).encode("ascii")
+                )
+                self._digest.update(b"\n")
+        self._rows += table.num_rows
+
+    def hexdigest(self) -> str:
+        digest = self._digest.copy()
+        digest.update(f"rows={self._rows}".encode("ascii"))
+        return digest.hexdigest()
 
 
 def _describe(dtype: pa.DataType, drops: list[tuple[str, ...]], path: str) -> str:

@@ -10,7 +10,7 @@ annotators receive :meth:`Rollout.redacted` copies and never see it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,6 +47,24 @@ class Problem:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
+def prefix_labels(first_error: int, steps: int) -> tuple[bool, ...]:
+    """The one prefix-label rule: steps before the first error are good, the rest bad (-1: all good).
+
+    >>> prefix_labels(2, 4), prefix_labels(-1, 2)
+    ((True, True, False, False), (True, True))
+    """
+    return tuple(first_error < 0 or t < first_error for t in range(steps))
+
+
+def first_error_of(step_correct: Sequence[bool]) -> int:
+    """The first step marked wrong, -1 when none is: the first error that :func:`prefix_labels` reads.
+
+    >>> first_error_of((True, False, True)), first_error_of(prefix_labels(2, 4)), first_error_of(())
+    (1, 2, -1)
+    """
+    return next((t for t, ok in enumerate(step_correct) if not ok), -1)
+
+
 @dataclass(frozen=True, slots=True)
 class StepTruth:
     """Exact per-step truth for a rollout of a built-in suite.
@@ -60,9 +78,7 @@ class StepTruth:
 
     def prefix_labels(self) -> tuple[bool, ...]:
         """PRM convention: True before the first error, False from it on."""
-        if self.first_error < 0:
-            return tuple(True for _ in self.step_correct)
-        return tuple(t < self.first_error for t in range(len(self.step_correct)))
+        return prefix_labels(self.first_error, len(self.step_correct))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +142,24 @@ class Vote:
 
     source: str
     first_error: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FusedLabels:
+    """The trained label of one rollout, fused from every source's :class:`StepLabels`.
+
+    ``first_error`` is None when the rule could not decide (the row is left out
+    of the training data, with ``reason``); ``scores`` are per-step soft scores
+    (the mean of the deciding sources' values, None where none gave one).
+    """
+
+    rollout_id: str
+    rule: str
+    first_error: int | None
+    scores: tuple[float | None, ...]
+    votes: tuple[Vote, ...]
+    agreement: float
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

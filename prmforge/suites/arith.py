@@ -13,12 +13,12 @@ Problems are reproducible: problem i depends only on ``(seed, i)``.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
+from prmforge.schemas import seeds
 from prmforge.schemas.records import Problem
 from prmforge.suites.plan import Calc, Plan, PlanStep, evaluate, format_value, refs_of
 
@@ -353,8 +353,7 @@ def _final_total(b: _Builder, people: list[_Person]) -> str:
 
 
 def _problem(seed: int, index: int, min_steps: int, max_steps: int) -> Problem:
-    digest = hashlib.sha256(f"arith|{seed}|{index}".encode()).digest()
-    rng = random.Random(int.from_bytes(digest[:8], "big"))
+    rng = seeds.rng("arith", seed, index)
     b = _Builder(rng)
     n_steps = rng.randint(min_steps, max_steps)
     first = b.person(rng.randint(6, 60))
@@ -383,13 +382,16 @@ def _problem(seed: int, index: int, min_steps: int, max_steps: int) -> Problem:
     )
 
 
-def generate_arith_problems(count: int, seed: int, min_steps: int = 2, max_steps: int = 6) -> list[Problem]:
-    """``count`` problems whose solutions have between ``min_steps`` and ``max_steps`` steps.
+def generate_arith_problems(
+    count: int, seed: int, min_steps: int = 2, max_steps: int = 6, *, start: int = 0
+) -> list[Problem]:
+    """Problems ``start .. start + count - 1`` of the suite, with ``min_steps`` to ``max_steps`` steps.
 
-    The same arguments give identical problems; problem i depends only on ``(seed, i)``.
+    The same arguments give identical problems; problem i depends only on ``(seed, i)``, so a slice
+    is made without the problems before it.
     """
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     if not 1 <= min_steps <= max_steps:
         raise ValueError(f"need 1 <= min_steps <= max_steps, got {min_steps} and {max_steps}")
-    return [_problem(seed, index, min_steps, max_steps) for index in range(count)]
+    return [_problem(seed, index, min_steps, max_steps) for index in range(start, start + count)]

@@ -31,54 +31,35 @@ program has its last step incorrect, as in :mod:`prmforge.suites.truth`:
 the missing lines are the error.
 
 Problems are reproducible: problem i depends only on ``(seed, i)``.
+
+How ``Problem.meta`` describes the program (:class:`~prmforge.languages.code_program.CodeSpec`),
+and how lines are assembled into source, is the contract in
+:mod:`prmforge.languages.code_program`, which the code verifiers read too.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from collections.abc import Sequence
 
+from prmforge.languages.code_program import CodeSpecError, code_spec_of
+from prmforge.schemas import seeds
 from prmforge.schemas.records import Problem, StepTruth
-from prmforge.suites.code_tasks import BUG_KINDS, BY_NAME, LANGUAGES, TASKS, Bug, CodeTask, Language
+from prmforge.suites.code_tasks import BUG_KINDS, BY_NAME, LANGUAGES, TASKS, Bug, CodeTask
 
 __all__ = [
     "BUG_KINDS",
     "LANGUAGES",
     "Bug",
-    "CodeSpec",
-    "CodeSpecError",
     "CodeTask",
     "apply_bug",
-    "assemble_program",
     "bug_truth",
-    "code_spec_of",
     "code_tasks",
-    "completed_prefix",
     "generate_code_problems",
     "generate_code_rollouts",
     "judge_code_truth",
     "truncation_truth",
 ]
-
-
-class CodeSpecError(ValueError):
-    """A problem's ``meta`` does not describe a code task."""
-
-
-@dataclass(frozen=True, slots=True)
-class CodeSpec:
-    """What a verifier needs from a code problem (read back from ``Problem.meta``)."""
-
-    task: str
-    language: Language
-    entry_point: str
-    reference: tuple[str, ...]
-    tests: str
-    prelude: str
 
 
 def code_tasks(languages: Sequence[str] = LANGUAGES) -> tuple[CodeTask, ...]:
@@ -138,7 +119,9 @@ def _problem(task: CodeTask, seed: int, index: int) -> Problem:
     )
 
 
-def generate_code_problems(count: int, seed: int, languages: Sequence[str] = LANGUAGES) -> list[Problem]:
+def generate_code_problems(
+    count: int, seed: int, languages: Sequence[str] = LANGUAGES, *, start: int = 0
+) -> list[Problem]:
     """``count`` problems cycling through a seeded order of the tasks in ``languages``.
 
     Problem i depends only on ``(seed, i)`` (and ``languages``); ids are ``code-<seed>-<i>``.
@@ -148,56 +131,12 @@ def generate_code_problems(count: int, seed: int, languages: Sequence[str] = LAN
     pool = list(code_tasks(languages))
     if not pool:
         raise ValueError("no task in the requested languages")
-    random.Random(f"code-suite/{seed}").shuffle(pool)
-    return [_problem(pool[index % len(pool)], seed, index) for index in range(count)]
-
-
-def code_spec_of(problem: Problem) -> CodeSpec:
-    """The code task described by ``problem.meta``; :class:`CodeSpecError` when it is missing or malformed."""
-    meta: Mapping[str, Any] = problem.meta
-    try:
-        language = meta["language"]
-        reference = tuple(str(line) for line in meta["reference"])
-        spec = CodeSpec(
-            task=str(meta.get("task", "")),
-            language=cast(Language, language),
-            entry_point=str(meta.get("entry_point", "")),
-            reference=reference,
-            tests=str(meta["tests"]),
-            prelude=str(meta.get("prelude", "")),
-        )
-    except (KeyError, TypeError) as err:
-        raise CodeSpecError(f"problem {problem.problem_id} is not a code problem: missing {err}") from None
-    if language not in LANGUAGES or not reference:
-        raise CodeSpecError(f"problem {problem.problem_id}: bad language {language!r} or empty reference")
-    return spec
-
-
-def assemble_program(spec: CodeSpec, lines: Sequence[str], *, with_tests: bool) -> str:
-    """The source to run: prelude, the solution lines and (C, ``with_tests``) the test driver."""
-    parts = [spec.prelude] if spec.prelude else []
-    parts.append("\n".join(lines))
-    if with_tests:
-        parts.append(spec.tests)
-    return "\n".join(parts).rstrip("\n") + "\n"
-
-
-def completed_prefix(steps: Sequence[str], reference: Sequence[str], t: int) -> tuple[str, ...]:
-    """Line t's program: ``steps[:t+1] + reference[t+1:]``, or ``steps`` itself for the last line.
-
-    This is the state both code verifiers judge step t by (see
-    :mod:`prmforge.verifiers.compile_test`).
-    """
-    if not 0 <= t < len(steps):
-        raise IndexError(f"line {t} outside 0..{len(steps) - 1}")
-    if t == len(steps) - 1:
-        return tuple(steps)
-    return (*steps[: t + 1], *reference[t + 1 :])
+    seeds.rng("code-suite", seed).shuffle(pool)
+    return [_problem(pool[index % len(pool)], seed, index) for index in range(start, start + count)]
 
 
 def _rng(seed: int, problem_id: str, index: int) -> random.Random:
-    digest = hashlib.sha256(json.dumps(["code-rollout", seed, problem_id, index]).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
+    return seeds.rng("code-rollout", seed, problem_id, index)
 
 
 def generate_code_rollouts(

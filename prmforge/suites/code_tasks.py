@@ -10,9 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-Language = Literal["python", "c"]
+from prmforge.languages.code_program import LANGUAGES, Language
+
+__all__ = ["BUG_KINDS", "BY_NAME", "LANGUAGES", "TASKS", "Bug", "BugKind", "CodeTask", "Language"]
+
 BugKind = Literal["operator_swap", "off_by_one", "wrong_variable", "wrong_constant", "deleted_line"]
-LANGUAGES: Final[tuple[Language, ...]] = ("python", "c")
 BUG_KINDS: Final[tuple[BugKind, ...]] = (
     "operator_swap", "off_by_one", "wrong_variable", "wrong_constant", "deleted_line",
 )  # fmt: skip

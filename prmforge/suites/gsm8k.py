@@ -74,8 +74,14 @@ def _echo_start(before: str, expr: str) -> int | None:
     return None
 
 
-def _line_step(line: str, line_no: int, results: list[Fraction]) -> tuple[list[str], list[Calc]]:
-    """Text parts and calcs of one answer line; appends each calc's value to ``results``."""
+def _line_step(
+    line: str, line_no: int, results: list[Fraction], last: dict[Fraction, int]
+) -> tuple[list[str], list[Calc]]:
+    """Text parts and calcs of one answer line; appends each calc's value to ``results``.
+
+    ``last`` maps each value to the index of the latest calc that gave it, so a literal finds the
+    result it repeats in constant time (the replay is linear in the answer's length).
+    """
     texts: list[str] = []
     calcs: list[Calc] = []
     pos = 0
@@ -94,10 +100,9 @@ def _line_step(line: str, line_no: int, results: list[Fraction]) -> tuple[list[s
             raise RowError("answer", f"{where}: {expr} is {format_value(value)}, not {stated}")
         for k, token in enumerate(tokens):
             if token[0].isdigit() or token[0] == ".":
-                literal = Fraction(token)
-                earlier = [i for i, r in enumerate(results) if r == literal]
-                if earlier:
-                    tokens[k] = f"{{c{earlier[-1]}}}"
+                earlier = last.get(Fraction(token))
+                if earlier is not None:
+                    tokens[k] = f"{{c{earlier}}}"
         before = line[pos : match.start()]
         echo = _echo_start(before, expr)
         if echo is None:
@@ -111,6 +116,7 @@ def _line_step(line: str, line_no: int, results: list[Fraction]) -> tuple[list[s
         shown = _NUMBER_RE.match(line, pos)
         if shown is not None and Fraction(shown.group(0).replace(",", "")) == value:
             pos = shown.end()
+        last[value] = len(results)
         results.append(value)
     texts.append(line[pos:])
     return texts, calcs
@@ -129,6 +135,7 @@ def _gold(answer: str) -> tuple[str, str]:
 
 def _plan(solution: str) -> tuple[Plan, Fraction]:
     results: list[Fraction] = []
+    seen: dict[Fraction, int] = {}
     steps: list[PlanStep] = []
     pending: list[str] = []
     lines = [line.strip() for line in solution.splitlines() if line.strip()]
@@ -136,7 +143,7 @@ def _plan(solution: str) -> tuple[Plan, Fraction]:
         if "<<" not in line:
             pending.append(line)
             continue
-        texts, calcs = _line_step(line, line_no, results)
+        texts, calcs = _line_step(line, line_no, results, seen)
         if not calcs:
             pending.append(line)
             continue
@@ -156,7 +163,15 @@ def _plan(solution: str) -> tuple[Plan, Fraction]:
     return plan, results[-1]
 
 
-def parse_gsm8k_row(raw: bytes, *, source: str, index: int, max_question_bytes: int = 65536) -> Problem:
+def parse_gsm8k_row(
+    raw: bytes,
+    *,
+    source: str,
+    index: int,
+    max_question_bytes: int = 65536,
+    max_answer_bytes: int | None = None,
+    max_steps: int | None = None,
+) -> Problem:
     """Parse one GSM8K JSONL line into a problem with its replay plan in ``meta["plan"]``.
 
     Raises :class:`RowError` naming the field (``"<row>"``, ``"question"`` or
@@ -170,6 +185,15 @@ def parse_gsm8k_row(raw: bytes, *, source: str, index: int, max_question_bytes: 
         raise RowError("question", f"question is {size} bytes, above the limit of {max_question_bytes} bytes")
     if not question.strip():
         raise RowError("question", "question is empty")
+    if max_steps is not None:
+        lines = sum(1 for line in answer.splitlines() if "<<" in line)
+        if lines > max_steps:
+            raise RowError("answer", f"{lines} calculator steps exceed limits.max_steps ({max_steps})")
+    answer_size = len(answer.encode("utf-8"))
+    if max_answer_bytes is not None and answer_size > max_answer_bytes:
+        raise RowError(
+            "answer", f"answer is {answer_size} bytes, above limits.max_answer_bytes ({max_answer_bytes})"
+        )
     solution, gold = _gold(answer)
     try:
         gold_value = parse_value(gold)

@@ -3,7 +3,7 @@
 A problem states premises ``P1..Pn`` and a goal; its reference derivation is
 a list of steps, each concluding a formula from cited premises and earlier
 steps with a named rule, rendered as ``Step 3: from P2 and S1, by modus
-ponens: Q(a)`` (:mod:`prmforge.verifiers.formula` holds the notation).
+ponens: Q(a)`` (:mod:`prmforge.languages.formula` holds the notation).
 
 Premises include distractors (an implication *into* a known fact, or one out
 of its negation) that make tempting fallacies available. Every reference step
@@ -27,15 +27,12 @@ Problems are reproducible: problem i depends only on ``(seed, i)``.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prmforge.schemas.records import Problem, StepTruth
-from prmforge.suites.logic_semantics import entails
-from prmforge.verifiers.formula import (
+from prmforge.languages.formula import (
     And,
     Atom,
     Citation,
@@ -51,6 +48,9 @@ from prmforge.verifiers.formula import (
     parse_formula,
     parse_step,
 )
+from prmforge.schemas import seeds
+from prmforge.schemas.records import Problem, StepTruth, first_error_of
+from prmforge.suites.logic_semantics import entails
 
 __all__ = ["generate_logic_problems", "generate_logic_rollouts", "judge_logic_truth"]
 
@@ -314,8 +314,7 @@ def _renumber(cites: Sequence[Citation], order: dict[int, int]) -> tuple[Citatio
 
 
 def _problem(seed: int, index: int, min_steps: int, max_steps: int, first_order_share: float) -> Problem:
-    digest = hashlib.sha256(f"logic|{seed}|{index}".encode()).digest()
-    rng = random.Random(int.from_bytes(digest[:8], "big"))
+    rng = seeds.rng("logic", seed, index)
     first_order = rng.random() < first_order_share
     b = _build(rng, first_order, rng.randint(min_steps, max_steps))
     shuffled = list(range(1, len(b.premises) + 1))
@@ -351,7 +350,13 @@ def _problem(seed: int, index: int, min_steps: int, max_steps: int, first_order_
 
 
 def generate_logic_problems(
-    count: int, seed: int, min_steps: int = 3, max_steps: int = 8, first_order_share: float = 0.5
+    count: int,
+    seed: int,
+    min_steps: int = 3,
+    max_steps: int = 8,
+    first_order_share: float = 0.5,
+    *,
+    start: int = 0,
 ) -> list[Problem]:
     """``count`` problems of ``min_steps`` to ``max_steps`` reference steps (a last move may add one or two).
 
@@ -366,7 +371,7 @@ def generate_logic_problems(
         raise ValueError(f"need 1 <= min_steps <= max_steps, got {min_steps} and {max_steps}")
     if not 0.0 <= first_order_share <= 1.0:
         raise ValueError(f"first_order_share must be in [0, 1], got {first_order_share}")
-    return [_problem(seed, i, min_steps, max_steps, first_order_share) for i in range(count)]
+    return [_problem(seed, i, min_steps, max_steps, first_order_share) for i in range(start, start + count)]
 
 
 def _render(number: int, entry: dict[str, Any]) -> str:
@@ -387,8 +392,7 @@ def generate_logic_rollouts(
     plan = problem.meta["plan"]
     out = []
     for i in range(k):
-        digest = hashlib.sha256(f"logic-rollout|{seed}|{problem.problem_id}|{i}".encode()).digest()
-        rng = random.Random(int.from_bytes(digest[:8], "big"))
+        rng = seeds.rng("logic-rollout", seed, problem.problem_id, i)
         steps = []
         for t, entry in enumerate(plan):
             chosen = entry
@@ -436,5 +440,5 @@ def judge_logic_truth(problem: Problem, steps: Sequence[str]) -> StepTruth:
             correct.append(entails(tuple(cited), claim.conclusion))
             continue
         correct.append(False)
-    first_error = next((t for t, ok in enumerate(correct) if not ok), -1)
+    first_error = first_error_of(correct)
     return StepTruth(first_error=first_error, step_correct=tuple(correct))

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prmforge.verifiers.formula import And, Atom, Forall, Formula, Iff, Implies, Not, Or, signature
+from prmforge.languages.formula import And, Atom, Forall, Formula, Iff, Implies, Not, Or, signature
 
 __all__ = ["MAX_MONADIC_PREDICATES", "RELATIONAL_DOMAIN", "entails"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 
-from prmforge.schemas.records import Problem, StepTruth
+from prmforge.schemas.records import Problem, StepTruth, first_error_of
 from prmforge.suites.plan import (
     ExprError,
     Plan,
@@ -71,7 +71,7 @@ def judge_steps(plan: Plan, steps: Sequence[str]) -> StepTruth:
     correct = [step_is_correct(plan, t, text, truth) for t, text in enumerate(steps)]
     if len(steps) < len(plan.steps):
         correct[-1] = False
-    first_error = next((t for t, ok in enumerate(correct) if not ok), -1)
+    first_error = first_error_of(correct)
     return StepTruth(first_error=first_error, step_correct=tuple(correct))
 
 

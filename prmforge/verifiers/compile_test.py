@@ -12,8 +12,8 @@ driver's ``main`` returns nonzero on the first failed check.
 **Line labels.** PRLCoder (METHODS.md §2(j)) labels line i of a reference by
 running the reference with only line i changed: c' = l_1..l_{i-1}, l_i',
 l_{i+1}..l_n. For a rollout x_1..x_T this module runs, for each line t, the
-*completed prefix* (:func:`completed_prefix`): the rollout's lines up to t
-followed by the reference's lines after t; for the last line, the rollout's
+*completed prefix* (:func:`~prmforge.languages.code_program.completed_prefix`):
+the rollout's lines up to t followed by the reference's lines after t; for the last line, the rollout's
 program as written (the rollout ends there, so nothing completes it). At
 the first line where the rollout departs from the reference this is exactly
 PRLCoder's c'; after it, the prefix keeps the earlier lines, so a line after
@@ -40,8 +40,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from prmforge.languages.code_program import (
+    CodeSpec,
+    CodeSpecError,
+    assemble_program,
+    code_spec_of,
+    completed_prefix,
+)
 from prmforge.schemas.records import Problem
-from prmforge.suites.code import CodeSpec, CodeSpecError, assemble_program, code_spec_of, completed_prefix
 from prmforge.verifiers.sandbox import PythonSandbox, Sandbox, SandboxLimits, SandboxResult
 from prmforge.verifiers.verdict import Check, Verdict
 
@@ -51,7 +57,6 @@ __all__ = [
     "CompileTestVerifier",
     "Outcome",
     "classify_compile",
-    "completed_prefix",
 ]
 
 MiB: Final = 1 << 20

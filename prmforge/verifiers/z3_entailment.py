@@ -35,14 +35,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from prmforge.schemas.records import Problem
-from prmforge.verifiers.formula import (
+from prmforge.languages.formula import (
     Formula,
     FormulaError,
     entailment_smt2,
     parse_premises,
     parse_step,
 )
+from prmforge.schemas.records import Problem
 from prmforge.verifiers.verdict import Check, Verdict
 
 __all__ = ["SolverResult", "Z3EntailmentVerifier", "Z3Settings", "Z3Worker", "verdict_of", "worker_main"]

@@ -387,9 +387,10 @@ def test_request_seeds_differ_per_rollout_step_and_annotator_seed() -> None:
 
 def test_step_seed_is_stable_and_in_range() -> None:
     """step_seed is a fixed function (stable across processes and versions) into [0, 2**31)."""
-    assert step_seed(0, "r1", 0) == 153399568
-    assert step_seed(1, "r1", 0) == 765723222
-    assert step_seed(0, "r1", 1) == 1461562247
+    # Pinned values of derive_seed("mc-step", ...): regenerate with `scripts/pinned_numbers.py test_mc`.
+    assert step_seed(0, "r1", 0) == 2116831250
+    assert step_seed(1, "r1", 0) == 2057586387
+    assert step_seed(0, "r1", 1) == 1972295085
     assert all(0 <= step_seed(s, f"r{s}", t) < 2**31 for s in range(20) for t in range(5))
 
 

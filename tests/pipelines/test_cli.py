@@ -23,7 +23,7 @@ def write(tmp_path: Path, data: dict[str, Any]) -> Path:
 
 
 def base() -> dict[str, Any]:
-    return {"name": "t", "suites": [{"kind": "arith", "count": 3}], "runner": {"workers": 0}}
+    return {"name": "t", "inputs": [{"kind": "arith", "count": 3}], "runner": {"workers": 0}}
 
 
 @pytest.mark.parametrize("command", [[], ["build"], ["stats"], ["validate"]])
@@ -36,24 +36,34 @@ def test_help_everywhere(command: list[str]) -> None:
 def test_validate_accepts_the_quickstart() -> None:
     result = runner.invoke(app, ["validate", str(ROOT / "configs" / "quickstart.yaml")])
     assert result.exit_code == 0, result.output
-    assert "valid (2 suite(s), 96 input rows" in result.output
+    assert "valid (2 input(s), 96 input rows" in result.output
 
 
 @pytest.mark.parametrize(
     ("patch", "expected"),
     [
-        ({"runner": {"wokers": 2}}, "runner.wokers: is not a known field"),
+        ({"runner": {"wokers": 2}}, "runner.wokers: is not a known field; did you mean 'workers'?"),
         (
             {"labels": {"after_first_error": "drop"}},
-            "labels.after_first_error: must be one of 'negative' or 'truncate' (got 'drop')",
+            "labels.after_first_error: must be one of 'negative', 'truncate' (got 'drop')",
         ),
-        ({"suites": [{"kind": "sudoku"}]}, "suites.0: unknown kind 'sudoku'; allowed: 'arith', 'gsm8k'"),
         (
-            {"suites": [{"kind": "arith", "count": 0}]},
-            "suites.0.arith.count: Input should be greater than or equal to 1",
+            {"inputs": [{"kind": "sudoku"}]},
+            "inputs.0: unknown kind 'sudoku'; allowed: arith, gsm8k, logic, code, problems, rollouts",
         ),
-        ({"annotate": {"mc": {"n": "eight"}}}, "annotate.mc.n: Input should be a valid integer"),
-        ({"suites": []}, "suites: List should have at least 1 item"),
+        ({"inputs": [{"kind": "arith", "count": 0}]}, "inputs.0.count: must be >= 1 (got 0)"),
+        ({"annotate": [{"kind": "mc", "n": "eight"}]}, "annotate.0.n: must be an integer (got 'eight')"),
+        ({"annotate": {"mc": {"n": 8}}}, "annotate: must be a list (got a mapping)"),
+        (
+            {"annotate": [{"n": 8}]},
+            "annotate.0: needs a 'kind' (one of mc, equations, z3, compile-test, lsp-reward)",
+        ),
+        ({"inputs": []}, "inputs: must have at least 1 item (got 0)"),
+        (
+            {"fuse": {"rule": "vote"}},
+            "fuse.rule: must be one of 'single', 'earliest', 'majority' (got 'vote')",
+        ),
+        ({"fuse": {"source": "z3"}}, "fuse.source: 'z3' is not an annotator; sources: ['mc']"),
     ],
 )
 def test_validate_names_the_bad_field(tmp_path: Path, patch: dict[str, Any], expected: str) -> None:
@@ -66,14 +76,17 @@ def test_validate_names_an_unknown_policy_parameter(tmp_path: Path) -> None:
     config = {**base(), "policy": {"params": {"eror_rate": 0.1}}}
     result = runner.invoke(app, ["validate", str(write(tmp_path, config))])
     assert result.exit_code == 2
-    assert "policy.params: unknown parameter(s) ['eror_rate']" in " ".join(result.output.split())
+    assert (
+        "policy.params: unknown parameter(s) ['eror_rate']; did you mean 'error_rate'? allowed: ["
+        in " ".join(result.output.split())
+    )
 
 
 def test_validate_names_a_missing_gsm8k_file(tmp_path: Path) -> None:
-    config = {**base(), "suites": [{"kind": "gsm8k", "path": str(tmp_path / "nope.jsonl")}]}
+    config = {**base(), "inputs": [{"kind": "gsm8k", "path": str(tmp_path / "nope.jsonl")}]}
     result = runner.invoke(app, ["validate", str(write(tmp_path, config))])
     assert result.exit_code == 2
-    assert "suites.0.path: GSM8K file" in " ".join(result.output.split())
+    assert f"inputs.0.path: {tmp_path / 'nope.jsonl'} does not exist" in " ".join(result.output.split())
 
 
 def test_build_then_stats(tmp_path: Path) -> None:
@@ -135,33 +148,35 @@ def test_export_rejects_an_unknown_format(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("suites", "expected"),
+    ("inputs", "expected"),
     [
         (
             [{"kind": "arith", "count": 2}, {"kind": "arith", "count": 3, "max_steps": 9}],
-            "suites.1: generates the same problem ids as suites.0 (arith with seed 0)",
+            "inputs.1: generates the same problem ids as inputs.0 (arith with seed 0); give one of them "
+            "another seed",
         ),
         (
             [{"kind": "gsm8k", "limit": 10}, {"kind": "gsm8k", "offset": 5, "limit": 10}],
-            "suites.1: its lines overlap those of suites.0",
+            "inputs.1: its rows overlap those of inputs.0 (both read the default GSM8K file); two inputs of "
+            "one file must read disjoint row ranges",
         ),
     ],
 )
-def test_suites_that_would_share_problem_ids_are_refused(
-    tmp_path: Path, suites: list[dict[str, Any]], expected: str
+def test_inputs_that_would_share_problem_ids_are_refused(
+    tmp_path: Path, inputs: list[dict[str, Any]], expected: str
 ) -> None:
-    result = runner.invoke(app, ["validate", str(write(tmp_path, {**base(), "suites": suites}))])
+    result = runner.invoke(app, ["validate", str(write(tmp_path, {**base(), "inputs": inputs}))])
     assert result.exit_code == 2
     assert expected in " ".join(result.output.split())
 
 
 def test_disjoint_gsm8k_ranges_and_distinct_seeds_are_fine(tmp_path: Path) -> None:
-    suites = [
+    inputs = [
         {"kind": "gsm8k", "limit": 5},
         {"kind": "gsm8k", "offset": 5, "limit": 5},
         {"kind": "arith", "count": 2},
         {"kind": "arith", "count": 2, "seed": 1},
     ]
-    result = runner.invoke(app, ["validate", str(write(tmp_path, {**base(), "suites": suites}))])
+    result = runner.invoke(app, ["validate", str(write(tmp_path, {**base(), "inputs": inputs}))])
     assert result.exit_code == 0, result.output
-    assert "valid (4 suite(s), 14 input rows" in result.output
+    assert "valid (4 input(s), 14 input rows" in result.output

@@ -1,113 +1,160 @@
-"""Builds labelled by tool verifiers: the logic suite with Z3, the code suite with compile-and-test."""
+"""Builds labelled by tool verifiers: logic with Z3, code with compile-and-test and the language server."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
+from conftest import committed
 
-from prmforge.pipelines.local import LocalRunner
+from prmforge.pipelines.config import parse_config
+from prmforge.pipelines.runners.local import LocalRunner
 from prmforge.pipelines.stats import summarize
-from prmforge.schemas.config import parse_config
 from prmforge.schemas.errors import ConfigError
+from prmforge.schemas.records import Rollout
+
+BWRAP = "bwrap (all namespaces, no network, uid 65534, read-only system) + seccomp + cgroup + rlimits"
+
+
+def _config(name: str, inputs: list[dict[str, Any]], annotate: list[dict[str, Any]], **more: Any) -> Any:
+    return parse_config(
+        {
+            "name": name,
+            "seed": 3,
+            "inputs": inputs,
+            "generate": {"rollouts_per_problem": more.pop("rollouts", 3)},
+            "annotate": annotate,
+            "runner": {"workers": 0, "shard_size": more.pop("shard_size", 3)},
+            **more,
+        }
+    )
 
 
 def test_logic_suite_labelled_by_z3_matches_truth(tmp_path: Path) -> None:
-    config = parse_config(
-        {
-            "name": "logic",
-            "seed": 3,
-            "suites": [{"kind": "logic", "count": 6}],
-            "generate": {"rollouts_per_problem": 3},
-            "annotate": {"method": "z3"},
-            "runner": {"workers": 0, "shard_size": 3},
-        }
-    )
+    config = _config("logic", [{"kind": "logic", "count": 6}], [{"kind": "z3"}])
     LocalRunner().run(config, tmp_path / "b")
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["stages"]["annotate-z3"] == {
         "rows_in": 18,
         "accepted": 18,
         "quarantined": 0,
+        "excluded": 0,
         "rows_out": 18,
     }
-    assert manifest["verification"]["tool"] == "z3 5.4.1"
+    assert manifest["verification"] == {
+        "z3": {
+            "method": "z3",
+            "tool": "z3 5.4.1",
+            "isolation": "child process with an address-space rlimit, deterministic rlimit, hard kill",
+        }
+    }
     summary = summarize(tmp_path / "b")
     assert summary["quality"]["first_error_f1"] == 1.0
     assert summary["quality"]["step_accuracy"] == 1.0
     assert summary["cost"]["tool_calls"] == summary["steps"]
+    assert summary["quality_by_source"]["z3"]["coverage"] == 1.0
     card = (tmp_path / "b" / "README.md").read_text()
-    assert "Z3 local entailment" in card
-    assert "isolation: **child process with an address-space rlimit" in card
+    assert (
+        "| `z3` | Z3 local entailment of each inference from its cited premises (FoVer). | z3 5.4.1 | "
+        "child process with an address-space rlimit, deterministic rlimit, hard kill |"
+    ) in card
 
 
 @pytest.mark.slow
 def test_code_suite_labelled_by_compile_and_test_records_the_isolation(tmp_path: Path) -> None:
-    config = parse_config(
-        {
-            "name": "code",
-            "seed": 3,
-            "suites": [{"kind": "code", "count": 4}],
-            "generate": {"rollouts_per_problem": 3},
-            "annotate": {"method": "compile-test"},
-            "runner": {"workers": 0, "shard_size": 4},
-        }
-    )
+    config = _config("code", [{"kind": "code", "count": 4}], [{"kind": "compile-test"}], shard_size=4)
     LocalRunner().run(config, tmp_path / "b")
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    assert manifest["verification"]["isolation"] == "bwrap+seccomp+pids+memory+rlimits+tmpfs+uid65534"
+    assert manifest["verification"]["compile-test"]["isolation"] == BWRAP
     summary = summarize(tmp_path / "b")
     assert summary["rows"] == 12
     assert summary["quality"]["first_error_f1"] == 1.0
-    assert "isolation: **bwrap+seccomp" in (tmp_path / "b" / "README.md").read_text()
+    assert f"| gcc + python3 in the sandbox | {BWRAP} |" in (tmp_path / "b" / "README.md").read_text()
 
 
-def test_equation_labels_quarantine_rollouts_they_cannot_decide(tmp_path: Path) -> None:
-    """Logic steps state no equation: the checker abstains and the rows are quarantined, with a reason."""
-    config = parse_config(
-        {
-            "name": "eq",
-            "suites": [{"kind": "arith", "count": 4}, {"kind": "logic", "count": 2}],
-            "generate": {"rollouts_per_problem": 2},
-            "annotate": {"method": "equations"},
-            "runner": {"workers": 0, "shard_size": 6},
-        }
+@pytest.mark.slow
+def test_code_suite_labelled_by_compile_test_and_the_language_server(tmp_path: Path) -> None:
+    """Two tool sources on code, fused by `earliest`: every row carries both votes."""
+    config = _config(
+        "code2",
+        [{"kind": "code", "count": 2, "languages": ["python"]}],
+        [{"kind": "compile-test"}, {"kind": "lsp-reward"}],
+        rollouts=2,
+        shard_size=2,
+        fuse={"rule": "earliest"},
+    )
+    result = LocalRunner().run(config, tmp_path / "b")
+    assert result.problems == ()
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["sources"] == ["compile-test", "lsp-reward"]
+    assert manifest["verification"]["lsp-reward"]["tool"] == "pyright language server"
+    rows = committed(tmp_path / "b", "data/", "example")
+    assert len(rows) == 4
+    assert all([v.source for v in e.votes] == ["compile-test", "lsp-reward"] for e in rows)
+    summary = summarize(tmp_path / "b")
+    assert set(summary["cost_by_source"]) == {"compile-test", "lsp-reward"}
+    assert summary["cost_by_source"]["lsp-reward"]["completions"] == 0
+    assert summary["cost_by_source"]["lsp-reward"]["tool_calls"] > 0
+
+
+def test_equation_labels_leave_out_rollouts_they_cannot_decide(tmp_path: Path) -> None:
+    """Logic steps state no equation: the checker abstains, and the rows are left out with a reason."""
+    config = _config(
+        "eq",
+        [{"kind": "arith", "count": 4}, {"kind": "logic", "count": 2}],
+        [{"kind": "equations"}],
+        rollouts=2,
+        shard_size=6,
     )
     LocalRunner().run(config, tmp_path / "b")
     summary = summarize(tmp_path / "b")
-    assert summary["stages"]["assemble"] == {"rows_in": 12, "accepted": 8, "quarantined": 4, "rows_out": 8}
-    assert summary["quarantine_reasons"] == {
-        "assemble: first_error: equations could not decide a first error (an unchecked step comes first)": 4
+    # Not quarantined (nothing failed): excluded by decision, counted apart.
+    assert summary["stages"]["annotate-equations"] == {
+        "rows_in": 12, "accepted": 12, "quarantined": 0, "excluded": 0, "rows_out": 12,
+    }  # fmt: skip
+    assert summary["stages"]["assemble"] == {
+        "rows_in": 12, "accepted": 12, "quarantined": 0, "excluded": 4, "rows_out": 8,
+    }  # fmt: skip
+    assert summary["quarantined"] == 0
+    assert summary["excluded"] == 4
+    assert summary["excluded_reasons"] == {
+        "assemble: first_error: undecided: equations abstained: labels math problems only, not logic": 4
     }
+    assert summary["quality_by_source"]["equations"]["coverage"] == round(8 / 12, 4)
+    card = (tmp_path / "b" / "README.md").read_text()
+    assert (
+        "- 4 x assemble: first_error: undecided: equations abstained: labels math problems only, not logic"
+        in card
+    )
 
 
 def test_monte_carlo_on_a_tool_suite_is_refused_naming_the_field() -> None:
-    with pytest.raises(ConfigError, match=r"annotate\.method 'mc' needs a policy that continues a prefix"):
-        parse_config({"name": "x", "suites": [{"kind": "code"}]})
+    with pytest.raises(ConfigError) as err:
+        parse_config({"name": "x", "inputs": [{"kind": "code"}]})
+    assert str(err.value) == (
+        "<config>: 1 problem(s) in the configuration\n"
+        "  annotate.0: 'mc' labels math problems only, and the inputs (code) give code; it would label "
+        "nothing"
+    )
 
 
 def test_rollout_ids_do_not_depend_on_how_problems_are_packed_into_shards(tmp_path: Path) -> None:
     """A mixed math + logic build gives each problem the same rollouts whatever the shard size."""
-    from prmforge.schemas.arrow import rollouts_from_table
 
     def rollouts(shard_size: int) -> dict[str, str]:
-        config = parse_config(
-            {
-                "name": "mixed",
-                "suites": [{"kind": "arith", "count": 3}, {"kind": "logic", "count": 3}],
-                "generate": {"rollouts_per_problem": 2},
-                "annotate": {"method": "equations"},
-                "runner": {"workers": 0, "shard_size": shard_size},
-            }
+        config = _config(
+            "mixed",
+            [{"kind": "arith", "count": 3}, {"kind": "logic", "count": 3}],
+            [{"kind": "equations"}],
+            rollouts=2,
+            shard_size=shard_size,
         )
         out = tmp_path / f"s{shard_size}"
         LocalRunner().run(config, out)
-        found = {}
-        for path in sorted((out / "stages" / "generate").glob("*.parquet")):
-            found.update({r.rollout_id: r.problem_id for r in rollouts_from_table(pq.read_table(path))})
-        return found
+        found: list[Rollout] = committed(out, "stages/generate/", "rollout")
+        return {r.rollout_id: r.problem_id for r in found}
 
     assert rollouts(2) == rollouts(6)
     assert len(rollouts(2)) == 12
@@ -115,18 +162,16 @@ def test_rollout_ids_do_not_depend_on_how_problems_are_packed_into_shards(tmp_pa
 
 @pytest.mark.slow
 def test_weaker_isolation_is_an_explicit_choice_recorded_in_the_card(tmp_path: Path) -> None:
-    config = parse_config(
-        {
-            "name": "code-weak",
-            "seed": 3,
-            "suites": [{"kind": "code", "count": 2}],
-            "generate": {"rollouts_per_problem": 2},
-            "annotate": {"method": "compile-test", "isolation": "rlimits-only"},
-            "runner": {"workers": 0, "shard_size": 2},
-        }
+    config = _config(
+        "code-weak",
+        [{"kind": "code", "count": 2}],
+        [{"kind": "compile-test"}],
+        rollouts=2,
+        shard_size=2,
+        sandbox={"isolation": "rlimits-only"},
     )
     LocalRunner().run(config, tmp_path / "b")
-    isolation = json.loads((tmp_path / "b" / "manifest.json").read_text())["verification"]["isolation"]
-    assert isolation.startswith("rlimits-only:")
-    assert f"isolation: **{isolation}**" in (tmp_path / "b" / "README.md").read_text()
+    isolation = json.loads((tmp_path / "b" / "manifest.json").read_text())["verification"]["compile-test"]
+    assert isolation["isolation"] == "cleared environment + rlimits only (opted in)"
+    assert "| cleared environment + rlimits only (opted in) |" in (tmp_path / "b" / "README.md").read_text()
     assert summarize(tmp_path / "b")["quality"]["first_error_f1"] == 1.0

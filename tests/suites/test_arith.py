@@ -108,3 +108,9 @@ def test_variety_of_names_items_operations_and_phrasings() -> None:
 def test_invalid_arguments(count: int, lo: int, hi: int, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         generate_arith_problems(count, seed=0, min_steps=lo, max_steps=hi)
+
+
+def test_a_slice_is_generated_without_the_problems_before_it() -> None:
+    """Problem i depends only on (seed, i): problems 7..11 alone equal the slice of a whole run."""
+    whole = generate_arith_problems(12, seed=3, min_steps=2, max_steps=5)
+    assert generate_arith_problems(5, seed=3, min_steps=2, max_steps=5, start=7) == whole[7:12]

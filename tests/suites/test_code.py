@@ -6,17 +6,14 @@ import json
 
 import pytest
 
+from prmforge.languages.code_program import CodeSpecError, assemble_program, code_spec_of, completed_prefix
 from prmforge.schemas.records import Problem, StepTruth
 from prmforge.suites.code import (
     BUG_KINDS,
     Bug,
-    CodeSpecError,
     apply_bug,
-    assemble_program,
     bug_truth,
-    code_spec_of,
     code_tasks,
-    completed_prefix,
     generate_code_problems,
     generate_code_rollouts,
     truncation_truth,
@@ -175,3 +172,8 @@ def test_judging_a_program_from_its_lines_agrees_with_the_generator() -> None:
             assert judge_code_truth(problem, steps) == truth, (problem.problem_id, steps)
             checked += 1
     assert checked == 256
+
+
+def test_a_slice_is_generated_without_the_problems_before_it() -> None:
+    whole = generate_code_problems(10, seed=4)
+    assert generate_code_problems(3, seed=4, start=6) == whole[6:9]

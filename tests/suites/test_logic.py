@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from prmforge.languages.formula import Atom, format_step, parse_formula, parse_premises, parse_step
 from prmforge.schemas.records import Problem
 from prmforge.suites.logic import generate_logic_problems, generate_logic_rollouts, judge_logic_truth
 from prmforge.suites.logic_semantics import entails
-from prmforge.verifiers.formula import Atom, format_step, parse_formula, parse_premises, parse_step
 from prmforge.verifiers.verdict import Verdict
 from prmforge.verifiers.z3_entailment import Z3EntailmentVerifier
 
@@ -168,3 +168,8 @@ def test_judge_edge_cases(problems: list[Problem]) -> None:
 )
 def test_finite_model_entailment(premises: list[str], conclusion: str, expected: bool) -> None:
     assert entails(tuple(parse_formula(t) for t in premises), parse_formula(conclusion)) is expected
+
+
+def test_a_slice_is_generated_without_the_problems_before_it() -> None:
+    whole = generate_logic_problems(9, seed=3)
+    assert generate_logic_problems(4, seed=3, start=5) == whole[5:9]

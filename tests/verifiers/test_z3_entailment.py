@@ -11,15 +11,15 @@ from collections.abc import Iterator
 import pytest
 import z3
 
-from prmforge.schemas.records import Problem
-from prmforge.verifiers.base import StepVerifier
-from prmforge.verifiers.formula import (
+from prmforge.languages.formula import (
     FormulaError,
     entailment_smt2,
     format_formula,
     parse_formula,
     parse_step,
 )
+from prmforge.schemas.records import Problem
+from prmforge.verifiers.base import StepVerifier
 from prmforge.verifiers.verdict import Verdict
 from prmforge.verifiers.z3_entailment import Z3EntailmentVerifier, Z3Settings
 

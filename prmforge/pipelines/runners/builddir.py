@@ -6,26 +6,32 @@ Layout::
     OUT/cache.sqlite                     the request cache
     OUT/stages/<stage>/shard-00003.parquet
     OUT/quarantine/<stage>/shard-00003.parquet
+    OUT/excluded/<stage>/shard-00003.parquet   rows left out by decision (an undecided fused label)
     OUT/markers/<stage>/shard-00003.json   written last: the stage's shard is committed
-    OUT/data/<split>-00003-of-00008.parquet
+    OUT/markers/<stage>/global.json        a global stage (dedup, write) is committed
+    OUT/data/<split>-00000-of-00002.parquet   written by the global `write` stage
     OUT/manifest.json                    what readers trust: files, rows, hashes
     OUT/README.md                        the dataset card
 
 Every file is written to a temporary name in its final directory, flushed and
 renamed into place, so a killed build leaves no truncated file under a final
 name. A marker is written only after its files are in place, and lists their
-byte hashes: a marker whose files do not verify is treated as absent.
+byte hashes, the stage's config hash and the run that wrote it: a marker whose
+files do not verify, or that another configuration of the stage wrote, is
+treated as absent.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import shutil
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,12 +40,15 @@ import pyarrow.parquet as pq
 
 from prmforge.schemas.errors import BuildStateError
 
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
+GLOBAL = -1  # the shard index of a global stage's marker
 # Everything a build writes into its directory; `--restart` deletes these and nothing else.
 BUILD_ENTRIES = (
     "build.json", "manifest.json", "README.md", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm",
-    "stages", "quarantine", "markers", "data",
+    "cache.sqlite.lock", "stages", "quarantine", "excluded", "markers", "data",
 )  # fmt: skip
+SET_ASIDE = "cache.sqlite.corrupt-"  # a corrupt cache renamed aside by the request cache (kept, not reused)
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,7 @@ class StageCounts:
     accepted: int
     quarantined: int
     rows_out: int
+    excluded: int = 0
 
     def __post_init__(self) -> None:
         if self.rows_in != self.accepted + self.quarantined:
@@ -73,6 +83,9 @@ class Marker:
     shard: int
     counts: StageCounts
     files: tuple[FileEntry, ...]
+    config_hash: str
+    run_id: str
+    summary: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +93,9 @@ class Marker:
             "shard": self.shard,
             "counts": asdict(self.counts),
             "files": [asdict(f) for f in self.files],
+            "config_hash": self.config_hash,
+            "run_id": self.run_id,
+            "summary": self.summary,
         }
 
     @classmethod
@@ -89,6 +105,9 @@ class Marker:
             shard=int(data["shard"]),
             counts=StageCounts(**data["counts"]),
             files=tuple(FileEntry(**f) for f in data["files"]),
+            config_hash=str(data["config_hash"]),
+            run_id=str(data["run_id"]),
+            summary={str(k): int(v) for k, v in data.get("summary", {}).items()},
         )
 
 
@@ -100,18 +119,32 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _tmp_name(path: Path) -> Path:
+def tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+
+
+def disk_full(err: OSError, where: Path) -> BuildStateError:
+    """The error a full disk (or quota) becomes: it names the directory, and resuming is safe."""
+    return BuildStateError(
+        f"{where}: no space left on the device ({os.strerror(err.errno or errno.ENOSPC)}); nothing "
+        "half-written was committed: free some space and rerun to resume"
+    )
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = tmp_name(path)
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno in _FULL:
+            raise disk_full(err, path.parent) from None
+        raise
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -120,11 +153,17 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 def atomic_write_parquet(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    pq.write_table(table, tmp, compression="zstd")
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = tmp_name(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno in _FULL:
+            raise disk_full(err, path.parent) from None
+        raise
 
 
 class BuildDir:
@@ -134,6 +173,7 @@ class BuildDir:
         self.root = root
         self._lock_handle: TextIO | None = None
         self._verified: dict[Path, tuple[tuple[int, int], ...]] = {}
+        self.grown: list[str] = []
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -154,11 +194,18 @@ class BuildDir:
     def quarantine_file(self, stage: str, shard: int) -> Path:
         return self.root / "quarantine" / stage / f"shard-{shard:05d}.parquet"
 
-    def marker_file(self, stage: str, shard: int) -> Path:
-        return self.root / "markers" / stage / f"shard-{shard:05d}.json"
+    def excluded_file(self, stage: str, shard: int) -> Path:
+        return self.root / "excluded" / stage / f"shard-{shard:05d}.parquet"
 
-    def data_file(self, split: str, shard: int, num_shards: int) -> Path:
-        return self.root / "data" / f"{split}-{shard:05d}-of-{num_shards:05d}.parquet"
+    def marker_file(self, stage: str, shard: int) -> Path:
+        name = "global.json" if shard == GLOBAL else f"shard-{shard:05d}.json"
+        return self.root / "markers" / stage / name
+
+    def global_file(self, stage: str, name: str) -> Path:
+        return self.root / "stages" / stage / name
+
+    def data_file(self, split: str, index: int, count: int) -> Path:
+        return self.root / "data" / f"{split}-{index:05d}-of-{count:05d}.parquet"
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -171,26 +218,37 @@ class BuildDir:
         num_shards: int,
         restart: bool,
         inputs: dict[str, str] | None = None,
+        grow: Callable[[dict[str, Any]], list[str] | None] | None = None,
     ) -> bool:
         """Create the directory or check that it belongs to this build. Returns True when resuming.
 
         ``inputs`` maps each input file to its sha256: a resumed build whose input files changed is
-        refused, as is one whose configuration changed. ``restart`` discards a previous build (only a
-        directory holding a ``build.json``; anything else is never deleted). Holds an exclusive lock
+        refused, as is one whose configuration changed, unless ``grow`` (given the stored config)
+        names the sources the change only adds (``self.grown``). ``restart`` discards a previous build
+        (only a directory holding a ``build.json``; anything else is never deleted). Holds an exclusive lock
         on ``OUT/.lock`` until :meth:`close`, so two builds never write the same directory at once.
         """
+        if self.root.exists() and not self.root.is_dir():
+            raise BuildStateError(f"{self.root}: exists and is not a directory")
+        for parent in self.root.parents:
+            if parent.exists() and not parent.is_dir():
+                raise BuildStateError(f"{self.root}: cannot be created, {parent} is a file")
         self.root.mkdir(parents=True, exist_ok=True)
         is_build = self.build_file.exists()
-        if not is_build and any(p.name != ".lock" for p in self.root.iterdir()):
+        leftovers = not is_build and self._only_build_entries()
+        if not is_build and not leftovers:
             raise BuildStateError(
                 f"{self.root} exists, is not empty and holds no build.json: refusing to write"
                 + (" or to delete it" if restart else "")
             )
         self._lock()
-        if restart and is_build:
+        if (restart and is_build) or leftovers:
+            # A first run killed before build.json was committed left only its own entries, none of
+            # them verifiable without it: start afresh (its half-written .build.json.tmp-* included).
             self._discard()
+            self.sweep_temporaries()
         elif is_build:
-            self._check_same_build(config_hash, num_shards, inputs or {})
+            self._check_same_build(config_hash, num_shards, inputs or {}, grow)
             self.sweep_temporaries()
             return True
         atomic_write_json(
@@ -205,14 +263,28 @@ class BuildDir:
         )
         return False
 
-    def _check_same_build(self, config_hash: str, num_shards: int, inputs: dict[str, str]) -> None:
+    def _only_build_entries(self) -> bool:
+        names = {p.name for p in self.root.iterdir()} - {".lock"}
+        return all(n in BUILD_ENTRIES or n.startswith((".build.json.tmp-", SET_ASIDE)) for n in names)
+
+    def _check_same_build(
+        self,
+        config_hash: str,
+        num_shards: int,
+        inputs: dict[str, str],
+        grow: Callable[[dict[str, Any]], list[str] | None] | None,
+    ) -> None:
         existing = self.read_build()
         if existing.get("config_hash") != config_hash:
-            raise BuildStateError(
-                f"{self.root} holds a build of a different configuration "
-                f"(config hash {existing.get('config_hash', '?')[:12]} != {config_hash[:12]}); "
-                "use another --output or pass --restart to discard it"
-            )
+            added = grow(existing.get("config", {})) if grow is not None else None
+            if added is None:
+                raise BuildStateError(
+                    f"{self.root} holds a build of a different configuration "
+                    f"(config hash {existing.get('config_hash', '?')[:12]} != {config_hash[:12]}); only "
+                    "adding annotators (and changing `fuse:`) grows a build in place: use another "
+                    "--output or pass --restart to discard it"
+                )
+            self.grown = added
         changed = sorted(
             k
             for k in set(inputs) | set(existing.get("inputs", {}))
@@ -230,7 +302,8 @@ class BuildDir:
 
     def _discard(self) -> None:
         """Delete what a build wrote here (and only that), keeping the lock file."""
-        for name in BUILD_ENTRIES:
+        set_aside = [p.name for p in self.root.iterdir() if p.name.startswith(SET_ASIDE)]
+        for name in (*BUILD_ENTRIES, *set_aside):
             path = self.root / name
             if path.is_dir():
                 shutil.rmtree(path)
@@ -253,11 +326,26 @@ class BuildDir:
             self._lock_handle = None
 
     def sweep_temporaries(self) -> int:
-        """Delete temporary files a killed run left behind; they were never committed."""
-        stale = [p for p in self.root.rglob(".*.tmp-*") if p.is_file()]
-        for path in stale:
-            path.unlink()
-        return len(stale)
+        """Delete temporary files a killed run left behind; they were never committed.
+
+        A file may vanish between the listing and the unlink (a worker of a killed run renaming it):
+        that is not an error.
+        """
+        count = 0
+        for path in self.root.rglob(".*.tmp-*"):
+            try:
+                if path.is_file():
+                    path.unlink()
+                    count += 1
+            except FileNotFoundError:
+                continue
+        return count
+
+    def record_config(self, config_json: dict[str, Any], config_hash: str) -> None:
+        """After a build grew: build.json names the grown configuration."""
+        data = self.read_build()
+        data.update({"config": config_json, "config_hash": config_hash})
+        atomic_write_json(self.build_file, data)
 
     def read_build(self) -> dict[str, Any]:
         try:
@@ -268,19 +356,40 @@ class BuildDir:
 
     # -- commits -------------------------------------------------------------
     def commit(
-        self, stage: str, shard: int, counts: StageCounts, tables: list[tuple[Path, pa.Table, str]]
+        self,
+        stage: str,
+        shard: int,
+        counts: StageCounts,
+        tables: list[tuple[Path, pa.Table, str]],
+        config_hash: str,
+        run_id: str,
     ) -> Marker:
-        """Write each (path, table, content_hash) atomically, then the marker."""
-        entries = []
-        for path, table, content_hash in tables:
-            atomic_write_parquet(path, table)
-            entries.append(FileEntry(self.rel(path), table.num_rows, file_sha256(path), content_hash))
-        marker = Marker(stage, shard, counts, tuple(entries))
+        """Write each (path, table, content_hash) atomically, then the marker naming the config and run."""
+        entries = [self.write_table(path, table, content_hash) for path, table, content_hash in tables]
+        return self.commit_marker(stage, shard, counts, entries, config_hash, run_id)
+
+    def write_table(self, path: Path, table: pa.Table, content_hash: str) -> FileEntry:
+        """One file, atomically; it counts only once a marker names it."""
+        atomic_write_parquet(path, table)
+        return FileEntry(self.rel(path), table.num_rows, file_sha256(path), content_hash)
+
+    def commit_marker(
+        self,
+        stage: str,
+        shard: int,
+        counts: StageCounts,
+        entries: list[FileEntry],
+        config_hash: str,
+        run_id: str,
+        summary: dict[str, int] | None = None,
+    ) -> Marker:
+        """The marker that commits files already written (it is written last)."""
+        marker = Marker(stage, shard, counts, tuple(entries), config_hash, run_id, summary or {})
         atomic_write_json(self.marker_file(stage, shard), marker.to_json())
         return marker
 
-    def committed(self, stage: str, shard: int) -> Marker | None:
-        """The stage's marker for this shard if it and every file it names verify.
+    def committed(self, stage: str, shard: int, config_hash: str) -> Marker | None:
+        """The stage's marker for this shard if the stage's current config wrote it and its files verify.
 
         A verified marker is remembered with the size and mtime of the marker and of each file, so
         asking again (the runner, then the manifest) hashes nothing unless a file changed.
@@ -291,6 +400,8 @@ class BuildDir:
         try:
             marker = Marker.from_json(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+        if marker.config_hash != config_hash:
             return None
         targets = [self.root / entry.path for entry in marker.files]
         if not all(t.exists() for t in targets):
@@ -306,11 +417,3 @@ class BuildDir:
 
     def read_table(self, entry: FileEntry) -> pa.Table:
         return pq.read_table(self.root / entry.path)
-
-    def read_manifest(self) -> dict[str, Any]:
-        if not self.manifest_file.exists():
-            raise BuildStateError(
-                f"{self.root}: no manifest.json; the build has not finished (rerun it to resume)"
-            )
-        data: dict[str, Any] = json.loads(self.manifest_file.read_text())
-        return data

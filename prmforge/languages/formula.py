@@ -18,6 +18,7 @@ reads back to the same tree. Derivations are written one step a line,
 (:func:`parse_premises`). :func:`entailment_smt2` renders "premises and
 not conclusion" as SMT-LIB2 over one uninterpreted sort ``U``: the premises
 entail the conclusion iff that script is unsatisfiable.
+The ``logic`` suite writes in this language and the Z3 verifier reads it (:mod:`prmforge.languages`).
 """
 
 from __future__ import annotations

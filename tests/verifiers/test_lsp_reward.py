@@ -6,19 +6,19 @@ import pytest
 
 from prmforge.schemas.records import Problem
 from prmforge.suites.code import generate_code_problems
-from prmforge.verifiers.lanser import (
-    DEFAULT_WEIGHTS,
-    LanserVerifier,
-    RewardWeights,
-    edit_is_safe,
-    process_reward,
-    process_rewards,
-)
 from prmforge.verifiers.lsp import (
     DEFAULT_MAX_DOCUMENT_BYTES,
     LanguageServer,
     ServerNotFoundError,
     pyright_spec,
+)
+from prmforge.verifiers.lsp_reward import (
+    DEFAULT_WEIGHTS,
+    LspRewardVerifier,
+    RewardWeights,
+    edit_is_safe,
+    process_reward,
+    process_rewards,
 )
 from prmforge.verifiers.verdict import Verdict
 
@@ -90,7 +90,7 @@ def test_edit_safety() -> None:
 def test_c_problems_are_unavailable_without_a_c_server() -> None:
     """No server for the language -> UNAVAILABLE on every line, never PASS."""
     problem = generate_code_problems(1, 0, languages=("c",))[0]
-    checks = LanserVerifier({}).check_steps(problem, problem.meta["reference"])
+    checks = LspRewardVerifier({}).check_steps(problem, problem.meta["reference"])
     assert {c.verdict for c in checks} == {Verdict.UNAVAILABLE}
     assert len(checks) == len(problem.meta["reference"])
 
@@ -113,7 +113,7 @@ def test_verifier_fails_exactly_the_line_that_adds_a_diagnostic() -> None:
     problem = _sum_digits_problem()
     steps = list(problem.meta["reference"])
     steps[4] = steps[4].replace("n % 10", "m % 10")
-    with LanserVerifier({"python": _pyright_server()}) as verifier:
+    with LspRewardVerifier({"python": _pyright_server()}) as verifier:
         initial, scored = verifier.score_steps(problem, steps)
         checks = verifier.check_steps(problem, steps)
     assert initial.status == "clean"
@@ -128,7 +128,7 @@ def test_verifier_fails_exactly_the_line_that_adds_a_diagnostic() -> None:
 def test_verifier_reports_unavailable_when_documents_are_over_the_cap() -> None:
     """If the server cannot diagnose (here: a tiny document cap), every line is UNAVAILABLE, not PASS."""
     problem = _sum_digits_problem()
-    with LanserVerifier({"python": _pyright_server(max_document_bytes=10)}) as verifier:
+    with LspRewardVerifier({"python": _pyright_server(max_document_bytes=10)}) as verifier:
         checks = verifier.check_steps(problem, problem.meta["reference"])
     assert {c.verdict for c in checks} == {Verdict.UNAVAILABLE}
     assert "exceeds the cap of 10 bytes" in checks[0].reason

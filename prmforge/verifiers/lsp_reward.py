@@ -10,7 +10,7 @@ per-step inputs. The paper's Example 2 prints -0.438 for ``S_t = 0``; the
 formula gives -0.038, and this module follows the formula.
 
 How the inputs are read off a ``code`` rollout (steps are lines), by
-:class:`LanserVerifier`:
+:class:`LspRewardVerifier`:
 
 - **State t** is the program after the first t+1 line edits applied to the
   reference: the rollout's lines 0..t followed by the reference's lines
@@ -45,21 +45,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from prmforge.languages.code_program import CodeSpecError, assemble_program, code_spec_of, completed_prefix
 from prmforge.schemas.records import Problem
-from prmforge.suites.code import CodeSpecError, assemble_program, code_spec_of, completed_prefix
 from prmforge.verifiers.lsp import DiagnosticsResult, LanguageServer, document_problem, pyright_spec
 from prmforge.verifiers.verdict import Check, Verdict
 
 __all__ = [
     "DEFAULT_THRESHOLD",
     "DEFAULT_WEIGHTS",
-    "LanserStep",
-    "LanserVerifier",
+    "LspRewardStep",
+    "LspRewardVerifier",
     "RewardWeights",
     "edit_is_safe",
     "process_reward",
     "process_rewards",
-    "pyright_lanser_verifier",
+    "pyright_lsp_reward_verifier",
 ]
 
 DEFAULT_THRESHOLD: Final = 0.2
@@ -130,7 +130,7 @@ def edit_is_safe(step: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class LanserStep:
+class LspRewardStep:
     """One step's reward inputs and result; ``reward`` is None when D_t or D_{t-1} is unavailable.
 
     ``seconds`` is the server time spent on this step (0 when state t was already diagnosed).
@@ -149,7 +149,7 @@ def _digest(result: DiagnosticsResult) -> str:
     return hashlib.sha256(json.dumps([result.status, payload]).encode()).hexdigest()[:16]
 
 
-class LanserVerifier:
+class LspRewardVerifier:
     """A :class:`~prmforge.verifiers.base.StepVerifier` for ``code`` problems (see the module docstring).
 
     ``servers`` maps a problem language (``"python"``) to the
@@ -173,7 +173,7 @@ class LanserVerifier:
         for server in self.servers.values():
             server.close()
 
-    def __enter__(self) -> LanserVerifier:
+    def __enter__(self) -> LspRewardVerifier:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -181,10 +181,10 @@ class LanserVerifier:
 
     def score_steps(
         self, problem: Problem, steps: Sequence[str]
-    ) -> tuple[DiagnosticsResult, list[LanserStep]]:
+    ) -> tuple[DiagnosticsResult, list[LspRewardStep]]:
         """The reference's diagnostics (state -1) and every step's reward inputs and reward.
 
-        Raises :class:`~prmforge.suites.code.CodeSpecError` for a non-code problem and
+        Raises :class:`~prmforge.languages.code_program.CodeSpecError` for a non-code problem and
         KeyError when no server is configured for its language.
         """
         spec = code_spec_of(problem)
@@ -194,7 +194,7 @@ class LanserVerifier:
             self._reference_cache[key] = server.diagnose(key[1], name="reference")
         initial = self._reference_cache[key]
         seen: dict[str, DiagnosticsResult] = {key[1]: initial}
-        out: list[LanserStep] = []
+        out: list[LspRewardStep] = []
         previous = _count(initial)
         for t, step in enumerate(steps):
             text = assemble_program(spec, completed_prefix(steps, spec.reference, t), with_tests=False)
@@ -212,7 +212,7 @@ class LanserVerifier:
             reward = None
             if count is not None and previous is not None:
                 reward = process_reward(previous, count, safe, alpha_t, self.weights)
-            out.append(LanserStep(result, count, safe, alpha_t, reward, seconds))
+            out.append(LspRewardStep(result, count, safe, alpha_t, reward, seconds))
             previous = count
         return initial, out
 
@@ -257,12 +257,12 @@ def _count(result: DiagnosticsResult) -> int | None:
     return len(result.diagnostics) if result.available else None
 
 
-def pyright_lanser_verifier(
+def pyright_lsp_reward_verifier(
     *, threshold: float = DEFAULT_THRESHOLD, diagnostics_timeout_s: float = 10.0, use_bwrap: bool = True
-) -> LanserVerifier:
-    """A :class:`LanserVerifier` with pyright for Python problems (C problems get UNAVAILABLE).
+) -> LspRewardVerifier:
+    """A :class:`LspRewardVerifier` with pyright for Python problems (C problems get UNAVAILABLE).
 
     Raises :class:`~prmforge.verifiers.lsp.ServerNotFoundError` when pyright or node is missing.
     """
     server = LanguageServer(pyright_spec(), diagnostics_timeout_s=diagnostics_timeout_s, use_bwrap=use_bwrap)
-    return LanserVerifier({"python": server}, threshold=threshold)
+    return LspRewardVerifier({"python": server}, threshold=threshold)

@@ -1,0 +1,236 @@
+"""The whole build configuration: YAML validated by pydantic, with errors that name the field.
+
+A build reads ``inputs:`` (built-in suites and users' own problems or rollouts),
+labels every rollout with each config under ``annotate:`` and fuses the sources
+with ``fuse:``. Everything but ``output`` and ``runner.workers`` enters the
+config hash; :func:`growth_of` says when a changed config only adds sources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from prmforge.annotators.kinds import AnnotatorKind
+from prmforge.schemas.config import (
+    SUITE_DOMAINS,
+    ArithSuite,
+    CodeSuite,
+    FuseConfig,
+    GenerateConfig,
+    Gsm8kSuite,
+    LabelsConfig,
+    LimitsConfig,
+    LogicSuite,
+    PolicyConfig,
+    RunnerConfig,
+    SandboxConfig,
+    SplitConfig,
+    Strict,
+)
+from prmforge.schemas.config_errors import format_validation_error
+from prmforge.schemas.errors import ConfigError
+from prmforge.schemas.inputs import ProblemsInput, RolloutsInput
+
+InputConfig = Annotated[
+    ArithSuite | Gsm8kSuite | LogicSuite | CodeSuite | ProblemsInput | RolloutsInput,
+    Field(discriminator="kind"),
+]
+_FILE_INPUTS = (Gsm8kSuite, ProblemsInput, RolloutsInput)
+_UNBOUNDED = 1 << 62
+
+
+def input_domains(spec: Any) -> frozenset[str]:
+    """The problem domains an input can produce."""
+    if isinstance(spec, ProblemsInput) and spec.columns is not None and spec.columns.domain is not None:
+        return frozenset({"math", "logic", "code"})  # a domain column: any of them
+    if isinstance(spec, ProblemsInput | RolloutsInput):
+        return frozenset({spec.domain})
+    return frozenset({SUITE_DOMAINS[spec.kind]})
+
+
+def continuable(spec: Any) -> bool:
+    """Whether the built-in policy can continue this input's rollouts from a prefix (Monte Carlo)."""
+    return isinstance(spec, ArithSuite | Gsm8kSuite | ProblemsInput) and "math" in input_domains(spec)
+
+
+class BuildConfig(Strict):
+    """A whole build. Everything but ``output`` and ``runner.workers`` enters the config hash."""
+
+    name: str = Field(..., min_length=1, description="the build's name (the dataset card's title)")
+    seed: int = Field(0, description="the build seed every other seed derives from")
+    output: Path | None = Field(None, description="build directory; `prmforge build --output` overrides it")
+    inputs: list[InputConfig] = Field(..., min_length=1, description="problems or rollouts to label")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="the generation engine")
+    generate: GenerateConfig = Field(default_factory=GenerateConfig, description="rollout sampling")
+    annotate: list[AnnotatorKind] = Field(
+        default_factory=lambda: [_default_mc()], min_length=1, description="the label sources"
+    )
+    fuse: FuseConfig = Field(default_factory=FuseConfig, description="how sources become the trained label")
+    labels: LabelsConfig = Field(default_factory=LabelsConfig, description="the trained label convention")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="splits and final data files")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="how code runs")
+    runner: RunnerConfig = Field(default_factory=RunnerConfig, description="how the build is scheduled")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="input limits and failure gates")
+
+    @model_validator(mode="after")
+    def _problem_ids_unique(self) -> BuildConfig:
+        """Two inputs must never produce the same problem ids (one would silently replace the other)."""
+        seen_generated: dict[tuple[str, int], int] = {}
+        ranges: list[tuple[int, str, int, int]] = []
+        for position, spec in enumerate(self.inputs):
+            if isinstance(spec, _FILE_INPUTS):
+                path = str(spec.path) if spec.path is not None else "the default GSM8K file"
+                end = spec.offset + spec.limit if spec.limit is not None else _UNBOUNDED
+                for other, other_path, start, stop in ranges:
+                    same_ids = (
+                        isinstance(spec, ProblemsInput)
+                        and (spec.columns is None or spec.columns.id is None)
+                        and Path(other_path).stem == Path(path).stem
+                    )
+                    if same_ids and other_path != path and spec.offset < stop and start < end:
+                        raise ValueError(
+                            f"inputs.{position}: its problem ids (<file stem>-<row>) collide with those of "
+                            f"inputs.{other}: both files are called {Path(path).stem!r}; map an id column "
+                            "(columns.id) or rename one file"
+                        )
+                    if other_path == path and spec.offset < stop and start < end:
+                        raise ValueError(
+                            f"inputs.{position}: its rows overlap those of inputs.{other} (both read "
+                            f"{path}); two inputs of one file must read disjoint row ranges"
+                        )
+                ranges.append((position, path, spec.offset, end))
+                continue
+            key = (spec.kind, self.seed + spec.seed)
+            if key in seen_generated:
+                raise ValueError(
+                    f"inputs.{position}: generates the same problem ids as inputs.{seen_generated[key]} "
+                    f"({spec.kind} with seed {key[1]}); give one of them another seed"
+                )
+            seen_generated[key] = position
+        return self
+
+    @model_validator(mode="after")
+    def _sources_fit(self) -> BuildConfig:
+        names = [a.source for a in self.annotate]
+        for position, name in enumerate(names):
+            if names.index(name) != position:
+                raise ValueError(
+                    f"annotate.{position}: source name {name!r} is used twice; give one a `name:`"
+                )
+        domains = frozenset().union(*(input_domains(s) for s in self.inputs))
+        kinds = ", ".join(sorted({s.kind for s in self.inputs}))
+        for position, annotator in enumerate(self.annotate):
+            kind = annotator.kind
+            if not annotator.domains & domains:
+                raise ValueError(
+                    f"annotate.{position}: {kind!r} labels {', '.join(sorted(annotator.domains))} problems "
+                    f"only, and the inputs ({kinds}) give {', '.join(sorted(domains))}; it would label "
+                    "nothing"
+                )
+            if annotator.continues_prefixes and not any(continuable(s) for s in self.inputs):
+                raise ValueError(
+                    f"annotate.{position}: {kind!r} continues each step's prefix with the policy, which "
+                    f"only the math inputs that generate their rollouts allow; inputs ({kinds}) need a tool "
+                    "method (equations, z3, compile-test, lsp-reward)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _fuse_fits(self) -> BuildConfig:
+        names = [a.source for a in self.annotate]
+        if self.fuse.source is not None and self.fuse.source not in names:
+            raise ValueError(f"fuse.source: {self.fuse.source!r} is not an annotator; sources: {names}")
+        if self.fuse.rule == "single" and self.fuse.source is None and len(names) > 1:
+            raise ValueError(f"fuse.source: rule 'single' needs a source when there are several: {names}")
+        return self
+
+    @property
+    def fused_source(self) -> str:
+        """The source ``single`` fusion uses."""
+        return self.fuse.source or self.annotate[0].source
+
+    def hashed(self) -> dict[str, Any]:
+        """The config as JSON, less what does not decide content (``output``, ``runner.workers``)."""
+        data = self.model_dump(mode="json")
+        data.pop("output", None)
+        data["runner"].pop("workers", None)
+        return data
+
+    def content_hash(self) -> str:
+        """Hash of everything that decides the dataset's content."""
+        return digest(self.hashed())
+
+
+def _default_mc() -> Any:
+    from prmforge.annotators.kinds import MonteCarloConfig
+
+    return MonteCarloConfig()
+
+
+def digest(data: Any) -> str:
+    """sha256 of canonical JSON."""
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def growth_of(old: dict[str, Any], new: dict[str, Any]) -> list[str] | None:
+    """The sources ``new`` adds to ``old`` when that (and a changed ``fuse:``) is the only change.
+
+    Both are :meth:`BuildConfig.hashed` dicts. None when anything else differs.
+    """
+    rest_old = {k: v for k, v in old.items() if k not in ("annotate", "fuse")}
+    rest_new = {k: v for k, v in new.items() if k not in ("annotate", "fuse")}
+    if rest_old != rest_new:
+        return None
+    before, after = old.get("annotate", []), new.get("annotate", [])
+    if any(a not in after for a in before) or len(after) <= len(before):
+        return None
+    return [str(a.get("name") or a["kind"]) for a in after if a not in before]
+
+
+def parse_config(data: Any, origin: str = "<config>", base_dir: Path | None = None) -> BuildConfig:
+    """Validate a mapping; relative input paths and ``output`` resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the configuration must be a mapping, got {type(data).__name__}")
+    if "suites" in data and "inputs" not in data:
+        raise ConfigError(f"{origin}: `suites:` is now called `inputs:`; rename the key")
+    try:
+        config = BuildConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, origin, data, BuildConfig)) from None
+    if base_dir is None:
+        return config
+    inputs = []
+    for spec in config.inputs:
+        path = getattr(spec, "path", None)
+        if isinstance(path, Path) and not path.is_absolute():
+            inputs.append(spec.model_copy(update={"path": (base_dir / path).absolute()}))
+        else:
+            inputs.append(spec)
+    output = config.output
+    if output is not None and not output.is_absolute():
+        output = (base_dir / output).absolute()
+    return config.model_copy(update={"inputs": inputs, "output": output})
+
+
+def load_config(path: Path) -> BuildConfig:
+    """Read and validate a YAML build configuration; relative paths resolve against its folder."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a configuration file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the configuration ({err})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_config(data, origin=str(path), base_dir=path.absolute().parent)

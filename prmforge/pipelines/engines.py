@@ -1,0 +1,125 @@
+"""What a worker builds once from the configuration alone: the policy engine and the shared verifiers.
+
+Which engines exist depends on the configuration, never on a shard's problems,
+so rollout ids and cache keys do not depend on how problems were packed into
+shards, and an engine can be a long-lived actor of any runner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prmforge.policies.base import GenerationRequest, GenerationResult, Policy
+from prmforge.policies.cache import CachedPolicy, RequestCache
+from prmforge.policies.router import DomainRouter
+from prmforge.policies.scripted import ScriptedParams, ScriptedPolicy
+from prmforge.policies.simulated import SimulatedPolicy, SimulatedPolicyParams
+from prmforge.schemas.config import PolicyConfig
+from prmforge.schemas.errors import ConfigError
+
+MATH = "math"
+SCRIPTED = ("logic", "code")
+
+
+def simulated_params(config: PolicyConfig) -> SimulatedPolicyParams:
+    known = {f.name for f in dataclasses.fields(SimulatedPolicyParams)}
+    unknown = sorted(set(config.params) - known)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
+        raise ConfigError(f"policy.params: unknown parameter(s) {unknown}{hint} allowed: {sorted(known)}")
+    try:
+        return SimulatedPolicyParams(**config.params)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"policy.params: {err}") from None
+
+
+class TimedPolicy:
+    """Wraps a policy to count calls and measure the wall time spent inside ``generate``."""
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+        self.calls = 0
+        self.requests = 0
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        start = time.perf_counter()
+        self.calls += 1
+        self.requests += len(requests)
+        try:
+            return self.inner.generate(requests)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def build_policy(config: Any, domains: frozenset[str], cache: RequestCache | None) -> Policy:
+    """The configured engines for the domains the inputs give, each behind the request cache."""
+
+    def cached(policy: Policy) -> Policy:
+        return CachedPolicy(policy, cache) if cache is not None else policy
+
+    routes: dict[str, Policy] = {}
+    if MATH in domains:
+        routes[MATH] = cached(SimulatedPolicy(simulated_params(config.policy), seed=config.seed))
+    if domains & set(SCRIPTED):
+        knobs = config.policy.scripted
+        script = cached(
+            ScriptedPolicy(ScriptedParams(knobs.logic_error_rate, knobs.code_bug_rate), config.seed)
+        )
+        routes.update({d: script for d in SCRIPTED if d in domains})
+    members = {id(p): p for p in routes.values()}
+    if len(members) == 1:
+        return next(iter(members.values()))
+    return DomainRouter(routes)
+
+
+class WorkerEnv:
+    """One worker's engines, built on first use and closed at the end of the worker's life."""
+
+    def __init__(self, config: Any, domains: frozenset[str], cache_path: Path | None) -> None:
+        self.config = config
+        self.domains = domains
+        self.cache_path = cache_path
+        self._policy: TimedPolicy | None = None
+        self._cache: RequestCache | None = None
+        self._programs: Any = None
+
+    @property
+    def policy(self) -> TimedPolicy:
+        if self._policy is None:
+            if self.cache_path is not None:
+                self._cache = RequestCache(self.cache_path)
+            self._policy = TimedPolicy(build_policy(self.config, self.domains, self._cache))
+        return self._policy
+
+    def generate_seconds(self) -> float:
+        return self._policy.seconds if self._policy is not None else 0.0
+
+    def programs(self) -> Any:
+        """One compile-and-test verifier per worker: the outcome grader and the annotator share its cache."""
+        if self._programs is None:
+            from prmforge.verifiers.compile_test import CompileTestVerifier
+            from prmforge.verifiers.sandbox import PythonSandbox, Sandbox
+
+            isolation = self.config.sandbox.isolation
+            weaker = isolation != "bwrap"
+            self._programs = CompileTestVerifier(
+                Sandbox(isolation=isolation, allow_weaker=weaker),
+                PythonSandbox(isolation=isolation, allow_weaker=weaker),
+            )
+        return self._programs
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None

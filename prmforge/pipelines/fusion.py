@@ -1,0 +1,117 @@
+"""Fusion rules: several sources' step labels become one trained label per rollout (pure functions).
+
+Each source gives per-step ``hard`` labels (True good, False bad, None abstained)
+and a ``first_error`` (None when it could not decide the whole rollout). A rule
+returns the fused first error (None: undecided, with a reason).
+
+- ``single``: the named source's first error.
+- ``earliest``: the earliest step any source labels bad; -1 when no source
+  labels a step bad and at least one source decided the whole rollout (-1).
+- ``majority``: per step, the labels of the sources that did not abstain; a
+  step is bad when at least half of them say so (a tie counts as an error, so a
+  disputed step is never trained as good); the first bad step is the first
+  error. A step no source labelled before it leaves the rollout undecided.
+
+Worked example (two sources over three steps)::
+
+    mc   hard (True, True, False)   first_error 2
+    eq   hard (True, False, None)   first_error 1
+    earliest -> 1    majority -> step 1 tie -> 1    single(mc) -> 2
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prmforge.schemas.records import FusedLabels, StepLabels, Vote
+
+__all__ = ["Decision", "agreement", "fuse", "fuse_earliest", "fuse_majority", "fuse_single", "mean_scores"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    first_error: int | None
+    reason: str = ""
+
+
+def _first_bad(hard: Sequence[bool | None]) -> int | None:
+    for t, label in enumerate(hard):
+        if label is False:
+            return t
+    return None
+
+
+def fuse_single(labels: StepLabels) -> Decision:
+    if labels.first_error is None:
+        abstained = labels.meta.get("abstained")
+        if abstained:  # the source cannot label this rollout at all (its domain, an imported rollout)
+            return Decision(None, f"{labels.source} abstained: {abstained}")
+        return Decision(None, f"{labels.source} could not decide (an unchecked step comes first)")
+    return Decision(labels.first_error)
+
+
+def fuse_earliest(sources: Sequence[StepLabels]) -> Decision:
+    claims = [t for t in (_first_bad(s.hard) for s in sources) if t is not None]
+    if claims:
+        return Decision(min(claims))
+    if any(s.first_error == -1 for s in sources):
+        return Decision(-1)
+    return Decision(None, "no source labelled an error and none decided the whole rollout")
+
+
+def fuse_majority(sources: Sequence[StepLabels], steps: int) -> Decision:
+    for t in range(steps):
+        votes = [s.hard[t] for s in sources if t < len(s.hard) and s.hard[t] is not None]
+        if not votes:
+            return Decision(None, f"no source labelled step {t}")
+        bad = sum(1 for v in votes if v is False)
+        if 2 * bad >= len(votes):
+            return Decision(t)
+    return Decision(-1)
+
+
+def mean_scores(sources: Sequence[StepLabels], steps: int) -> tuple[float | None, ...]:
+    """Per step, the mean of the sources' values (None where no source gave one)."""
+    out: list[float | None] = []
+    for t in range(steps):
+        values = [v for s in sources if t < len(s.values) and (v := s.values[t]) is not None]
+        out.append(sum(values) / len(values) if values else None)
+    return tuple(out)
+
+
+def agreement(sources: Sequence[StepLabels], first_error: int | None) -> float:
+    """Share of the sources that decided the rollout whose first error is the fused one (0 if none did)."""
+    deciding = [s.first_error for s in sources if s.first_error is not None]
+    if not deciding or first_error is None:
+        return 0.0
+    return sum(1 for fe in deciding if fe == first_error) / len(deciding)
+
+
+def fuse(rule: str, sources: Sequence[StepLabels], steps: int, single_source: str) -> FusedLabels:
+    """The fused label of one rollout from its sources' labels (every source labels every rollout)."""
+    if not sources:
+        raise ValueError("fusion needs at least one source")
+    rollout_id = sources[0].rollout_id
+    scores = mean_scores(sources, steps)
+    if rule == "single":
+        chosen = [s for s in sources if s.source == single_source]
+        if not chosen:
+            raise ValueError(f"fusion: source {single_source!r} gave no labels for rollout {rollout_id}")
+        decision = fuse_single(chosen[0])
+        scores = tuple(chosen[0].values)
+    elif rule == "earliest":
+        decision = fuse_earliest(sources)
+    elif rule == "majority":
+        decision = fuse_majority(sources, steps)
+    else:
+        raise ValueError(f"unknown fusion rule {rule!r}")
+    return FusedLabels(
+        rollout_id=rollout_id,
+        rule=rule,
+        first_error=decision.first_error,
+        scores=scores,
+        votes=tuple(Vote(s.source, s.first_error) for s in sources),
+        agreement=agreement(sources, decision.first_error),
+        reason=decision.reason,
+    )

@@ -1,0 +1,148 @@
+"""What every runner shares: planning a build, a worker's life, and finishing (global stages, manifest).
+
+A runner only schedules :class:`ShardTask` s on :class:`Worker` s and calls
+:func:`finish` once every shard is committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prmforge.pipelines.config import BuildConfig, growth_of, input_domains
+from prmforge.pipelines.engines import WorkerEnv
+from prmforge.pipelines.graph import Graph, compose
+from prmforge.pipelines.runners.builddir import BuildDir
+from prmforge.pipelines.runners.manifest import Manifest
+from prmforge.pipelines.runners.shard import (
+    EventSink,
+    ShardExecutor,
+    StageEvent,
+    setup_stages,
+    teardown_stages,
+)
+from prmforge.pipelines.sources import (
+    InputReader,
+    ShardSpec,
+    input_digests,
+    open_inputs,
+    parsers_of,
+    plan_shards,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardTask:
+    shard: int
+    spec: ShardSpec
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    root: Path
+    content_hash: str
+    resumed: bool
+    shards_run: int
+    shards_skipped: int
+    manifest: Manifest
+    grown: tuple[str, ...]
+    problems: tuple[str, ...]  # why the build must exit non-zero (no rows, too much quarantined)
+
+
+def domains_of(config: BuildConfig) -> frozenset[str]:
+    return frozenset().union(*(input_domains(s) for s in config.inputs))
+
+
+class Worker:
+    """One worker: engines and stages set up once, then any number of shards."""
+
+    def __init__(
+        self,
+        config: BuildConfig,
+        graph: Graph,
+        build: BuildDir,
+        readers: list[InputReader],
+        run_id: str,
+        emit: EventSink,
+    ) -> None:
+        self.graph = graph
+        self.readers = {r.position: r for r in readers}
+        cache = build.cache_file if config.runner.cache else None
+        self.env = WorkerEnv(config, domains_of(config), cache)
+        self.executor = ShardExecutor(graph, build, self.env, run_id, emit)
+        setup_stages(graph.stages, self.env)
+
+    @classmethod
+    def from_json(cls, config_json: dict[str, Any], root: Path, run_id: str, emit: EventSink) -> Worker:
+        config = BuildConfig.model_validate(config_json)
+        readers = open_inputs(config)
+        return cls(config, compose(config, parsers_of(readers)), BuildDir(root), readers, run_id, emit)
+
+    def run(self, task: ShardTask) -> None:
+        reader = self.readers[task.spec.position]
+        self.executor.run(task.shard, lambda: list(reader.read(task.spec.rows)))
+
+    def close(self) -> None:
+        teardown_stages(self.graph.stages)
+        self.env.close()
+
+
+@dataclass(slots=True)
+class BuildPlan:
+    config: BuildConfig
+    graph: Graph
+    build: BuildDir
+    readers: list[InputReader]
+    shards: list[ShardSpec]
+    resumed: bool
+    grown: tuple[str, ...]
+    emit: EventSink
+    committed_before: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json")
+
+    def pending(self) -> list[ShardTask]:
+        """Shards with any stage not committed under its current config; the others are reported resumed."""
+        out = []
+        last = self.graph.stages[-1].name
+        for spec in self.shards:
+            names = [s.name for s in self.graph.stages]
+            markers = [self.build.committed(n, spec.index, self.graph.hashes[n]) for n in names]
+            final = markers[-1]
+            if any(m is None for m in markers) or final is None:
+                out.append(ShardTask(spec.index, spec))
+            else:
+                self.emit(StageEvent(spec.index, last, final.counts, True, 0.0))
+        self.committed_before = len(self.shards) - len(out)
+        return out
+
+
+def prepare(config: BuildConfig, output: Path, restart: bool, emit: EventSink) -> BuildPlan:
+    """Open the inputs, plan the shards, compose the graph and open (or check) the build directory."""
+    readers = open_inputs(config)
+    shards = plan_shards(readers, config.runner.shard_size)
+    graph = compose(config, parsers_of(readers))
+    build = BuildDir(output)
+    hashed = config.hashed()
+
+    def grow(stored: dict[str, Any]) -> list[str] | None:
+        try:
+            old = BuildConfig.model_validate(stored).hashed()
+        except ValueError:
+            return None
+        return growth_of(old, hashed)
+
+    config_json = config.model_dump(mode="json")
+    try:
+        resumed = build.open(
+            config_json, config.content_hash(), len(shards), restart, input_digests(readers), grow
+        )
+        grown = tuple(build.grown)
+        if grown:
+            build.record_config(config_json, config.content_hash())
+    except BaseException:
+        build.close()  # a refused (or interrupted) run never keeps the directory locked
+        raise
+    return BuildPlan(config, graph, build, readers, shards, resumed, grown, emit)

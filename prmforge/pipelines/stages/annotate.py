@@ -1,0 +1,94 @@
+"""annotate:<source>: one source labels every rollout, or abstains on those it cannot label."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltAnnotator
+from prmforge.pipelines.stage import RowResult, Stage
+from prmforge.pipelines.stages.load import IMPORTED
+from prmforge.schemas.records import Cost, Problem, Rollout, StepLabels
+
+
+def stage_name(source: str) -> str:
+    return f"annotate-{source}"
+
+
+def abstention(source: str, rollout: Rollout, reason: str) -> StepLabels:
+    """The labels of a source that cannot label this rollout: every step unknown, ``first_error`` None."""
+    steps = len(rollout.steps)
+    return StepLabels(
+        source=source,
+        rollout_id=rollout.rollout_id,
+        values=(None,) * steps,
+        hard=(None,) * steps,
+        first_error=None,
+        cost=Cost(),
+        meta={"abstained": reason},
+    )
+
+
+def _redacted(problem: Problem) -> Problem:
+    """The problem annotators see: an imported rollout's human labels are truth, never shown."""
+    if IMPORTED not in problem.meta:
+        return problem
+    return dataclasses.replace(problem, meta={k: v for k, v in problem.meta.items() if k != IMPORTED})
+
+
+class AnnotateStage(Stage):
+    """Labels rollouts with the annotator its config builds; annotators only see redacted rollouts."""
+
+    reads = ("rollout", "problem")
+    writes = "labels"
+
+    def __init__(self, spec: AnnotatorConfig, seed: int, isolation: str, config: Mapping[str, Any]) -> None:
+        super().__init__(stage_name(spec.source), ("generate", "load"), config)
+        self.spec = spec
+        self.seed = seed
+        self.isolation = isolation
+        self._built: BuiltAnnotator | None = None
+        self._env: Any = None
+
+    def setup(self, env: Any) -> None:
+        self._env = env
+
+    def _annotator(self) -> BuiltAnnotator:
+        if self._built is None:
+            if self._env is None:
+                raise RuntimeError(f"{self.name}: setup() was not called")
+            context = AnnotatorContext(self._env.policy, self.seed, self.isolation, self._env.programs)
+            self._built = self.spec.build(context)
+        return self._built
+
+    def teardown(self) -> None:
+        if self._built is not None:
+            self._built.close()
+            self._built = None
+
+    def describe(self, row: Rollout) -> tuple[str, int, bytes | str]:
+        return "?", -1, f'{{"rollout_id": "{row.rollout_id}"}}'
+
+    def _cannot(self, problem: Problem) -> str | None:
+        if problem.domain not in self.spec.domains:
+            return f"labels {', '.join(sorted(self.spec.domains))} problems only, not {problem.domain}"
+        if self.spec.continues_prefixes and IMPORTED in problem.meta:
+            return "an imported rollout cannot be continued by the built-in policy"
+        return None
+
+    def process(self, batch: Sequence[Rollout], side: Mapping[str, Sequence[Any]]) -> list[RowResult]:
+        loaded = {p.problem_id: p for p in side["load"]}
+        problems = {pid: _redacted(p) for pid, p in loaded.items()}
+        results: dict[str, StepLabels] = {}
+        todo = []
+        for rollout in batch:
+            reason = self._cannot(loaded[rollout.problem_id])  # before redaction: it drops IMPORTED
+            if reason is None:
+                todo.append(rollout.redacted())
+            else:
+                results[rollout.rollout_id] = abstention(self.spec.source, rollout, reason)
+        if todo:
+            for labels in self._annotator().annotator.annotate(problems, todo):
+                results[labels.rollout_id] = labels
+        return [[results[r.rollout_id]] for r in batch]
