@@ -259,3 +259,17 @@ def test_server_runs_without_network_and_without_privileges(server: LanguageServ
     assert int(status["CapEff"], 16) == 0
     if os.geteuid() == 0:
         assert status["Uid"].split()[0] == "65534"
+
+
+def test_a_server_installed_under_tmp_is_bound_over_the_private_tmp(tmp_path: Path) -> None:
+    """The jail's private /tmp is mounted before the server's own paths: a checkout or virtualenv under
+    /tmp (as CI's clone may be) stays visible inside the jail instead of hidden by the tmpfs."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    spec = ServerSpec("fake", "0", ("/usr/bin/true",), "python", ".py", read_paths=("/tmp/venv/pyright",))
+    argv = list(jail_command(spec, host_workspace=str(tmp_path)).argv)
+    tmpfs = argv.index("--tmpfs")
+    assert argv[tmpfs + 1] == "/tmp"
+    bind = argv.index("/tmp/venv/pyright")
+    assert argv[bind - 1] == "--ro-bind"
+    assert tmpfs < bind

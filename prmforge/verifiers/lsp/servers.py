@@ -155,10 +155,12 @@ def _bwrap_argv(bwrap: str, spec: ServerSpec) -> list[str]:
             argv += ["--symlink", os.readlink(host), str(host)]
         elif host.is_dir():
             argv += ["--ro-bind", str(host), str(host)]
+    # The private /tmp comes before the server's own paths, so a server installed under /tmp (a
+    # checkout or virtualenv there) is bound over it instead of hidden by it.
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", JAIL_WORKSPACE]
     for path in spec.read_paths:
         if not path.startswith("/usr/"):
             argv += ["--ro-bind", path, path]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", JAIL_WORKSPACE]
     argv += ["--clearenv", "--setenv", "PATH", _SERVER_PATH, "--setenv", "HOME", "/tmp"]
     argv += ["--setenv", "LANG", "C.UTF-8", "--chdir", JAIL_WORKSPACE, "--"]
     return argv
