@@ -35,7 +35,7 @@ from prmforge.schemas.records import Problem, SamplingParams, StepTruth
 from prmforge.suites.arith import generate_arith_problems
 from prmforge.suites.gsm8k import load_gsm8k
 from prmforge.suites.logic import generate_logic_problems, generate_logic_rollouts
-from prmforge.suites.truth import judge_truth
+from prmforge.suites.truth import exact_truth
 from prmforge.verifiers.base import StepVerifier
 from prmforge.verifiers.equations import EquationVerifier
 from prmforge.verifiers.z3_entailment import Z3EntailmentVerifier
@@ -53,7 +53,7 @@ def simulated_rollouts(problems: Sequence[Problem], k: int, seed: int, error_rat
     for problem, result in zip(problems, policy.generate(requests), strict=True):
         for completion in result.completions:
             steps = split_steps(completion.text)
-            out.append((problem, steps, judge_truth(problem, steps)))
+            out.append((problem, steps, exact_truth(problem, steps)))
     return out
 
 

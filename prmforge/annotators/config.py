@@ -55,7 +55,11 @@ class AnnotatorConfig(BaseModel, ABC):
     """True when the method asks the policy to continue a rollout's prefixes (Monte Carlo)."""
 
     name: str | None = Field(
-        None, description="the source name its labels carry (default: the kind); unique in a build"
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+        max_length=64,
+        description="the source name its labels carry (default: the kind); unique in a build; lower-case "
+        "letters, digits, '_', '.', '-' (it names the stage's folder)",
     )
 
     @property

@@ -14,6 +14,7 @@ from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltA
 from prmforge.annotators.mc import MonteCarloAnnotator
 from prmforge.annotators.tool import ToolAnnotator
 from prmforge.schemas.config import SamplingConfig
+from prmforge.schemas.seeds import derive_seed
 from prmforge.verifiers.answer import AnswerGrader
 
 NO_CODE = "no code executed"
@@ -43,7 +44,8 @@ class MonteCarloConfig(AnnotatorConfig):
                 grader=AnswerGrader(),
                 n=self.n,
                 sampling=self.sampling.to_params(),
-                seed=context.seed,
+                # A named source gets its own stream, so two MC sources are independent estimates.
+                seed=context.seed if self.name is None else derive_seed(context.seed, "annotator", self.name),
                 early_stop=self.early_stop,
                 last_step_from_outcome=self.last_step_from_outcome,
                 name=self.source,

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from prmforge.pipelines.config import BuildConfig
+from prmforge.pipelines.config import BuildConfig, input_domains
 from prmforge.pipelines.graph import card_methods
 from prmforge.pipelines.runners.manifest import Manifest
 
 
 def _policies(config: BuildConfig) -> str:
+    domains = frozenset().union(*(input_domains(s) for s in config.inputs))
     kinds = {s.kind for s in config.inputs}
     names = []
-    if kinds & {"arith", "gsm8k", "problems"}:
+    if "math" in domains:
         names.append(f"simulated (temperature {config.policy.sampling.temperature}) for math problems")
-    if kinds & {"logic", "code"}:
+    if domains & {"logic", "code"}:
         knobs = config.policy.scripted
         names.append(
             f"scripted (logic error rate {knobs.logic_error_rate}, code bug rate {knobs.code_bug_rate})"

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from prmforge.pipelines.cli_eval import eval_app
 from prmforge.pipelines.config import BuildConfig, load_config
+from prmforge.pipelines.runners.builddir import GLOBAL
 from prmforge.pipelines.runners.shard import StageEvent
 from prmforge.schemas.errors import PrmforgeError
 from prmforge.verifiers.sandbox.cli import sandbox_app
@@ -55,6 +56,7 @@ class StageBoard:
             {"shards": 0, "resumed": 0, "in": 0, "out": 0, "quarantined": 0, "seconds": 0.0, "generate": 0.0},
         )
         row["shards"] += 1
+        row["global"] = float(event.shard == GLOBAL)  # a global stage runs once, over every shard
         row["resumed"] += int(event.resumed)
         row["in"] += event.counts.rows_in
         row["out"] += event.counts.rows_out
@@ -69,12 +71,11 @@ class StageBoard:
         for col in ("shards", "rows in", "rows out", "quarantined", "stage s", "in generate s"):
             table.add_column(col, justify="right")
         for stage, r in self.rows.items():
-            done = f"{int(r['shards'])}/{self.num_shards}" + (
-                f" ({int(r['resumed'])} resumed)" if r["resumed"] else ""
-            )
+            total = 1 if r.get("global") else self.num_shards
+            done = f"{int(r['shards'])}/{total}" + (f" ({int(r['resumed'])} resumed)" if r["resumed"] else "")
             table.add_row(
                 stage,
-                ProgressBar(total=self.num_shards, completed=int(r["shards"]), width=24),
+                ProgressBar(total=total, completed=int(r["shards"]), width=24),
                 done,
                 str(int(r["in"])),
                 str(int(r["out"])),
@@ -150,6 +151,8 @@ def build(
         f"{verb} {out}: {result.shards_run} shard(s) run, {result.shards_skipped} already committed{grown}"
     )
     _print_summary(out)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning[/yellow] {warning}")
     if result.problems:
         for problem in result.problems:
             err_console.print(f"[red]error[/red] {problem}")
@@ -267,11 +270,14 @@ def export(
             "--format", help="trl (prompt/completions/labels), math-shepherd (ки +/-), qwen (<extra_0>)"
         ),
     ] = "trl",
-    split: Annotated[str, typer.Option(help="train or validation")] = "train",
+    split: Annotated[str, typer.Option(help="train, validation or test")] = "train",
 ) -> None:
     """Write a build's rows as JSONL in an external PRM training format."""
     from prmforge.pipelines.export import export_jsonl
 
+    if split not in ("train", "validation", "test"):
+        err_console.print(f"[red]error[/red] --split: must be one of train, validation, test (got {split!r})")
+        raise typer.Exit(2)
     if fmt not in ("trl", "math-shepherd", "qwen"):
         err_console.print(f"[red]error[/red] --format: must be one of trl, math-shepherd, qwen (got {fmt!r})")
         raise typer.Exit(2)

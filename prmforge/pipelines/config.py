@@ -60,7 +60,8 @@ def continuable(spec: Any) -> bool:
 
 
 class BuildConfig(Strict):
-    """A whole build. Everything but ``output`` and ``runner.workers`` enters the config hash."""
+    """A whole build. Everything but ``output``, ``runner.workers``, ``runner.cache`` and
+    ``limits.max_quarantine_share`` enters the config hash."""
 
     name: str = Field(..., min_length=1, description="the build's name (the dataset card's title)")
     seed: int = Field(0, description="the build seed every other seed derives from")
@@ -160,6 +161,8 @@ class BuildConfig(Strict):
         data = self.model_dump(mode="json")
         data.pop("output", None)
         data["runner"].pop("workers", None)
+        data["runner"].pop("cache", None)  # a cached generation is the same generation
+        data["limits"].pop("max_quarantine_share", None)  # a pass/fail threshold, checked at the end
         return data
 
     def content_hash(self) -> str:

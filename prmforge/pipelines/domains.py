@@ -10,9 +10,9 @@ from prmforge.languages.code_program import code_spec_of
 from prmforge.languages.formula import FormulaError, format_formula, parse_formula
 from prmforge.schemas.records import Problem, StepTruth
 from prmforge.schemas.steps import split_steps
-from prmforge.suites.code import judge_code_truth
-from prmforge.suites.logic import judge_logic_truth
-from prmforge.suites.truth import judge_truth
+from prmforge.suites.code import exact_code_truth
+from prmforge.suites.logic import exact_logic_truth
+from prmforge.suites.truth import exact_truth
 from prmforge.verifiers.answer import AnswerGrader, extract_final_answer
 from prmforge.verifiers.verdict import Verdict
 
@@ -36,7 +36,7 @@ class MathDomain:
         return answer, self._answers.grade(text, problem.gold)
 
     def truth(self, problem: Problem, steps: Sequence[str]) -> StepTruth | None:
-        return judge_truth(problem, steps) if "plan" in problem.meta else None
+        return exact_truth(problem, steps) if "plan" in problem.meta else None
 
 
 class LogicDomain:
@@ -51,7 +51,7 @@ class LogicDomain:
         return last, last is not None and last == format_formula(parse_formula(problem.gold))
 
     def truth(self, problem: Problem, steps: Sequence[str]) -> StepTruth | None:
-        return judge_logic_truth(problem, steps)
+        return exact_logic_truth(problem, steps)
 
 
 class CodeDomain:
@@ -71,7 +71,7 @@ class CodeDomain:
         return None, outcome.verdict is Verdict.PASS
 
     def truth(self, problem: Problem, steps: Sequence[str]) -> StepTruth | None:
-        return judge_code_truth(problem, steps)
+        return exact_code_truth(problem, steps)
 
 
 def _last_formula(steps: Sequence[str]) -> str | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from prmforge.schemas.arrow import QuarantineEntry, quarantine_entry
+from prmforge.schemas.errors import PrmforgeError, RowError
 
 T = TypeVar("T")
 RecordKind = Literal["source", "problem", "rollout", "labels", "fused", "example"]
@@ -122,6 +123,7 @@ class Stage(ABC):
         try:
             results = self.process(batch, inputs)
         except ROW_ERRORS as err:
+            _reraise_if_not_a_row_error(err)
             if len(batch) == 1:
                 return [Reject("<row>", f"{type(err).__name__}: {err}")]
             results = []
@@ -129,7 +131,14 @@ class Stage(ABC):
                 try:
                     results.extend(self.process([row], inputs))
                 except ROW_ERRORS as row_err:
+                    _reraise_if_not_a_row_error(row_err)
                     results.append(Reject("<row>", f"{type(row_err).__name__}: {row_err}"))
         if len(results) != len(batch):
             raise RuntimeError(f"stage {self.name}: {len(results)} results for {len(batch)} rows")
         return results
+
+
+def _reraise_if_not_a_row_error(err: Exception) -> None:
+    """A configuration or build-state error is the build's, not a row's: it must stop the build."""
+    if isinstance(err, PrmforgeError) and not isinstance(err, RowError):
+        raise err

@@ -55,9 +55,9 @@ __all__ = [
     "apply_bug",
     "bug_truth",
     "code_tasks",
+    "exact_code_truth",
     "generate_code_problems",
     "generate_code_rollouts",
-    "judge_code_truth",
     "truncation_truth",
 ]
 
@@ -175,7 +175,7 @@ def generate_code_rollouts(
     return out
 
 
-def judge_code_truth(problem: Problem, steps: Sequence[str]) -> StepTruth:
+def exact_code_truth(problem: Problem, steps: Sequence[str]) -> StepTruth:
     """Exact truth of a program's lines against the task's reference (evaluation only).
 
     The first line that departs from the reference is the error (a deleted line

@@ -17,7 +17,7 @@ a replaced one rests on a wrong claim and is judged on it, like any other.
 
 Truth is local, as in FoVer: a step is correct iff the formulas it cites (the
 premises, and earlier steps' conclusions taken as written) entail its
-conclusion. :func:`judge_logic_truth` decides it from the step texts by
+conclusion. :func:`exact_logic_truth` decides it from the step texts by
 finite models, independently of Z3 (:mod:`prmforge.suites.logic_semantics`):
 exactly for propositional and monadic checks, over every model of up to
 three elements for checks with a binary relation.
@@ -52,7 +52,7 @@ from prmforge.schemas import seeds
 from prmforge.schemas.records import Problem, StepTruth, first_error_of
 from prmforge.suites.logic_semantics import entails
 
-__all__ = ["generate_logic_problems", "generate_logic_rollouts", "judge_logic_truth"]
+__all__ = ["exact_logic_truth", "generate_logic_problems", "generate_logic_rollouts"]
 
 _ATOMS = (
     "Rain", "Wet", "Cold", "Late", "Tired", "Sunny", "Windy", "Busy", "Hungry", "Open", "Loud", "Calm",
@@ -383,7 +383,7 @@ def generate_logic_rollouts(
     problem: Problem, k: int, seed: int, error_rate: float = 0.2
 ) -> list[tuple[tuple[str, ...], StepTruth]]:
     """``k`` derivations of ``problem``: each reference step is replaced by one of its error
-    recipes with probability ``error_rate`` (when it has one); truth by :func:`judge_logic_truth`.
+    recipes with probability ``error_rate`` (when it has one); truth by :func:`exact_logic_truth`.
 
     Rollout i depends only on ``(seed, problem_id, i)``.
     """
@@ -399,14 +399,14 @@ def generate_logic_rollouts(
             if entry["errors"] and rng.random() < error_rate:
                 chosen = rng.choice(entry["errors"])
             steps.append(_render(t + 1, chosen))
-        out.append((tuple(steps), judge_logic_truth(problem, steps)))
+        out.append((tuple(steps), exact_logic_truth(problem, steps)))
     return out
 
 
 # ------------------------------------------------------------------- truth
 
 
-def judge_logic_truth(problem: Problem, steps: Sequence[str]) -> StepTruth:
+def exact_logic_truth(problem: Problem, steps: Sequence[str]) -> StepTruth:
     """Exact local truth of ``steps`` (see the module docstring); evaluation only.
 
     A step that does not parse, or cites a premise or step that does not exist

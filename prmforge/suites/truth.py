@@ -30,7 +30,7 @@ from prmforge.suites.plan import (
     plan_of,
 )
 
-__all__ = ["judge_steps", "judge_truth", "step_is_correct"]
+__all__ = ["exact_truth", "judge_steps", "step_is_correct"]
 
 
 def _claim_is_true(expr: str, value: str, expected_expr: str, expected_value: Fraction) -> bool:
@@ -75,7 +75,7 @@ def judge_steps(plan: Plan, steps: Sequence[str]) -> StepTruth:
     return StepTruth(first_error=first_error, step_correct=tuple(correct))
 
 
-def judge_truth(problem: Problem, steps: Sequence[str]) -> StepTruth:
+def exact_truth(problem: Problem, steps: Sequence[str]) -> StepTruth:
     """Exact truth of a solution's ``steps`` to a built-in ``problem`` (``problem.meta["plan"]``).
 
     Raises :class:`~prmforge.suites.plan.PlanError` when the problem has no valid plan.

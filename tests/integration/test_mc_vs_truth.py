@@ -19,7 +19,7 @@ from prmforge.policies.base import GenerationRequest, Policy, split_steps
 from prmforge.policies.simulated import SimulatedPolicy, SimulatedPolicyParams
 from prmforge.schemas.records import Problem, Rollout, SamplingParams
 from prmforge.suites.arith import generate_arith_problems
-from prmforge.suites.truth import judge_truth
+from prmforge.suites.truth import exact_truth
 from prmforge.verifiers.answer import AnswerGrader, extract_final_answer
 
 
@@ -61,7 +61,7 @@ def sample_rollouts(problems: Sequence[Problem], policy: Policy, k: int, seed: i
                     outcome=False if answer is None else grader.grade(completion.text, problem.gold),
                     prompt_tokens=result.prompt_tokens,
                     completion_tokens=completion.tokens,
-                    truth=judge_truth(problem, steps),
+                    truth=exact_truth(problem, steps),
                 )
             )
     return rollouts

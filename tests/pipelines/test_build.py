@@ -112,6 +112,8 @@ def test_resume_after_losing_a_stage_recomputes_only_that_stage(tmp_path: Path) 
     again = LocalRunner(events.append).run(small_config(), tmp_path / "b")
     assert again.content_hash == first.content_hash
     ran = sorted((e.stage, e.shard) for e in events if not e.resumed)
+    # annotate-mc reran with the same labels, so fuse (made from them) is reused; write reran because
+    # its file was damaged.
     assert ran == [("annotate-mc", 2), ("assemble", 2), ("write", GLOBAL)]
     # Global stages resume like the others: dedup's marker still verifies, write's file did not.
     assert _global(build.root, "dedup").run_id == dedup_run
@@ -252,6 +254,7 @@ def test_losing_an_earlier_stage_file_reruns_the_shard(tmp_path: Path) -> None:
     events: list[StageEvent] = []
     again = LocalRunner(events.append).run(small_config(), tmp_path / "b")
     assert again.content_hash == first.content_hash
+    # load reruns with the same problems, so nothing made from them reruns.
     assert sorted((e.stage, e.shard) for e in events if not e.resumed) == [("load", 0)]
 
 

@@ -302,7 +302,7 @@ def test_dedup_drops_exactly_the_repeats_and_reports_them(tmp_path: Path, drop: 
     assert conflicting > 0
     dropped = repeated if drop else 0
     expected = {"repeated_rows": repeated, "conflicting_labels": conflicting, "dropped": dropped,
-                "duplicate_questions": 0}  # fmt: skip
+                "duplicate_questions": 0, "clashing_ids": 0}  # fmt: skip
     assert manifest.dedup == expected
     assert summarize(root)["dedup"] == expected
     written = [

@@ -10,8 +10,8 @@ from prmforge.policies.scripted import ScriptedParams, ScriptedPolicy, scripted_
 from prmforge.policies.simulated import SimulatedPolicy, SimulatedPolicyParams
 from prmforge.schemas.records import Problem, SamplingParams, StepTruth
 from prmforge.suites.arith import generate_arith_problems
-from prmforge.suites.code import generate_code_problems, generate_code_rollouts, judge_code_truth
-from prmforge.suites.logic import generate_logic_problems, generate_logic_rollouts, judge_logic_truth
+from prmforge.suites.code import generate_code_problems, generate_code_rollouts, exact_code_truth
+from prmforge.suites.logic import generate_logic_problems, generate_logic_rollouts, exact_logic_truth
 
 LOGIC = generate_logic_problems(2, seed=1)
 CODE = generate_code_problems(2, seed=1)
@@ -25,7 +25,7 @@ def segment(problem: Problem, text: str) -> tuple[str, ...]:
 
 
 def judge(problem: Problem, steps: tuple[str, ...]) -> StepTruth:
-    return judge_code_truth(problem, steps) if problem.domain == "code" else judge_logic_truth(problem, steps)
+    return exact_code_truth(problem, steps) if problem.domain == "code" else exact_logic_truth(problem, steps)
 
 
 def request(problem: Problem, n: int = 3, seed: int = 5, prefix: tuple[str, ...] = ()) -> GenerationRequest:

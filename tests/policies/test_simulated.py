@@ -18,7 +18,7 @@ from prmforge.schemas.records import Problem, SamplingParams
 from prmforge.suites.arith import generate_arith_problems
 from prmforge.suites.gsm8k import parse_gsm8k_row
 from prmforge.suites.plan import Calc, Plan, PlanStep, parse_answer_line, plan_of
-from prmforge.suites.truth import judge_truth
+from prmforge.suites.truth import exact_truth
 
 TOY_PLAN = Plan(
     (
@@ -109,7 +109,7 @@ def test_temperature_zero_reproduces_the_reference_from_every_correct_prefix() -
         for k in range(len(reference)):
             text = _ask(policy, problem, reference[:k], temperature=0.0, seed=k).completions[0].text
             assert text == "\n\n".join(reference[k:])
-            assert judge_truth(problem, [*reference[:k], *split_steps(text)]).first_error == -1
+            assert exact_truth(problem, [*reference[:k], *split_steps(text)]).first_error == -1
 
 
 def test_an_error_in_the_prefix_is_carried_at_temperature_zero() -> None:
@@ -119,7 +119,7 @@ def test_an_error_in_the_prefix_is_carried_at_temperature_zero() -> None:
         "Ben has 37+5 = <<37+5=42>>42 marbles.\n\n"
         "Together they have 37+42 = <<37+42=79>>79 marbles.\nThe answer is: 79"
     )
-    truth = judge_truth(TOY, [*SLIPPED_FIRST, *split_steps(text)])
+    truth = exact_truth(TOY, [*SLIPPED_FIRST, *split_steps(text)])
     assert truth.step_correct == (False, False, False)
 
 
@@ -162,8 +162,8 @@ def test_self_correction_recovers_the_right_answer_at_a_measurable_rate() -> Non
     right = [c for c in result.completions if parse_answer_line(c.text) == "77"]
     assert len(right) == 111  # pinned (scripts/pinned_numbers.py); 30% of 400 is 120 +- 9
     for completion in right:
-        assert judge_truth(TOY, [*SLIPPED_FIRST, *split_steps(completion.text)]).step_correct[0] is False
-        assert judge_truth(TOY, [*SLIPPED_FIRST, *split_steps(completion.text)]).step_correct[2] is True
+        assert exact_truth(TOY, [*SLIPPED_FIRST, *split_steps(completion.text)]).step_correct[0] is False
+        assert exact_truth(TOY, [*SLIPPED_FIRST, *split_steps(completion.text)]).step_correct[2] is True
     never = SimulatedPolicyParams(error_rate=0.0, self_correct_prob=0.0, trap_share=0.0)
     result = _ask(SimulatedPolicy(never, seed=5), TOY, SLIPPED_FIRST, n=400, seed=1)
     assert set(_answers(result)) == {"79"}
@@ -174,7 +174,7 @@ def _wrong_rollouts(problems: list[Problem], policy: SimulatedPolicy, temperatur
     requests = [GenerationRequest(p, (), 8, sampling, seed=i) for i, p in enumerate(problems)]
     wrong = 0
     for problem, result in zip(problems, policy.generate(requests), strict=True):
-        wrong += sum(judge_truth(problem, split_steps(c.text)).first_error != -1 for c in result.completions)
+        wrong += sum(exact_truth(problem, split_steps(c.text)).first_error != -1 for c in result.completions)
     return wrong
 
 
@@ -220,11 +220,11 @@ def test_a_trap_is_a_systematic_error_even_when_greedy() -> None:
         trap_step = next(t for t in range(len(plan.steps)) if plan.first_calc(t + 1) > trap)
         texts = {_ask(policy, problem, temperature=0.0, seed=s).completions[0].text for s in range(3)}
         assert len(texts) == 1
-        assert judge_truth(problem, split_steps(texts.pop())).first_error == trap_step
+        assert exact_truth(problem, split_steps(texts.pop())).first_error == trap_step
         if trap_step + 1 < len(plan.steps):  # a prefix that got the trap right is continued correctly
             past = plan.reference_steps()[: trap_step + 1]
             after = _ask(policy, problem, past, temperature=0.0).completions[0].text
-            assert judge_truth(problem, [*past, *split_steps(after)]).first_error == -1
+            assert exact_truth(problem, [*past, *split_steps(after)]).first_error == -1
 
 
 def test_difficulty_is_fixed_per_problem_and_seed() -> None:
@@ -280,7 +280,7 @@ def test_the_policy_never_needs_step_truth() -> None:
     imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names}
     modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "prmforge.suites.truth" not in modules
-    assert not imported & {"StepTruth", "Rollout", "judge_truth", "judge_steps", "step_is_correct"}
+    assert not imported & {"StepTruth", "Rollout", "exact_truth", "judge_steps", "step_is_correct"}
     bare = Problem("bare", "math", "Q?", "77", "test", {"plan": TOY_PLAN.to_dict()})
     assert (
         parse_answer_line(_ask(SimulatedPolicy(NO_TRAP), bare, temperature=0.0).completions[0].text) == "77"
@@ -382,5 +382,5 @@ def test_a_five_thousand_step_plan_is_generated() -> None:
     problem = _long_problem(5000)
     policy = SimulatedPolicy(NO_TRAP)
     text = _ask(policy, problem, temperature=0.0, max_tokens=10**6).completions[0].text
-    assert judge_truth(problem, split_steps(text)).first_error == -1
+    assert exact_truth(problem, split_steps(text)).first_error == -1
     assert policy.evaluations == 5000

@@ -8,7 +8,7 @@ import pytest
 
 from prmforge.suites.arith import generate_arith_problems
 from prmforge.suites.plan import Plan, format_value, parse_annotations, plan_of, refs_of
-from prmforge.suites.truth import judge_truth
+from prmforge.suites.truth import exact_truth
 
 
 def test_same_arguments_give_identical_problems() -> None:
@@ -39,7 +39,7 @@ def test_reference_solutions_are_exactly_true() -> None:
     for problem in generate_arith_problems(60, seed=11, min_steps=1, max_steps=10):
         plan = plan_of(problem)
         steps = plan.reference_steps()
-        assert judge_truth(problem, steps).first_error == -1
+        assert exact_truth(problem, steps).first_error == -1
         assert steps[-1].endswith(f"\nThe answer is: {problem.gold}")
         assert all(v.denominator == 1 and v > 0 for v in plan.true_values())
         assert [len(parse_annotations(s)) for s in steps] == [len(s.calcs) for s in plan.steps]
@@ -52,7 +52,7 @@ def test_long_solutions_of_eight_steps_and_more() -> None:
     assert max(lengths) == 12
     assert len(set(lengths)) == 5
     for problem in problems:
-        assert judge_truth(problem, plan_of(problem).reference_steps()).first_error == -1
+        assert exact_truth(problem, plan_of(problem).reference_steps()).first_error == -1
 
 
 def _ancestors(plan: Plan) -> set[int]:

@@ -162,14 +162,14 @@ def test_completed_prefix_and_assembly() -> None:
 
 
 def test_judging_a_program_from_its_lines_agrees_with_the_generator() -> None:
-    """judge_code_truth, which sees only the lines, reproduces the generator's truth for every rollout."""
-    from prmforge.suites.code import judge_code_truth
+    """exact_code_truth, which sees only the lines, reproduces the generator's truth for every rollout."""
+    from prmforge.suites.code import exact_code_truth
 
     problems = generate_code_problems(32, seed=4)
     checked = 0
     for problem in problems:
         for steps, truth in generate_code_rollouts(problem, 8, seed=9, bug_rate=0.8):
-            assert judge_code_truth(problem, steps) == truth, (problem.problem_id, steps)
+            assert exact_code_truth(problem, steps) == truth, (problem.problem_id, steps)
             checked += 1
     assert checked == 256
 

@@ -12,7 +12,7 @@ import pytest
 from prmforge.schemas.errors import RowError
 from prmforge.suites.gsm8k import iter_gsm8k_lines, load_gsm8k, parse_gsm8k_row
 from prmforge.suites.plan import plan_of
-from prmforge.suites.truth import judge_truth
+from prmforge.suites.truth import exact_truth
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k_train.jsonl"
 needs_data = pytest.mark.skipif(not SHARED.is_file(), reason=f"{SHARED} not present")
@@ -86,7 +86,7 @@ def test_real_rows_replay(line: int, exprs: list[str], steps: tuple[str, ...], g
     assert problem.question == json.loads(raw)["question"]
     assert [c.expr for c in plan.calcs] == exprs
     assert plan.reference_steps() == steps
-    assert judge_truth(problem, steps).first_error == -1
+    assert exact_truth(problem, steps).first_error == -1
 
 
 @needs_data

@@ -10,7 +10,7 @@ import pytest
 
 from prmforge.languages.formula import Atom, format_step, parse_formula, parse_premises, parse_step
 from prmforge.schemas.records import Problem
-from prmforge.suites.logic import generate_logic_problems, generate_logic_rollouts, judge_logic_truth
+from prmforge.suites.logic import generate_logic_problems, generate_logic_rollouts, exact_logic_truth
 from prmforge.suites.logic_semantics import entails
 from prmforge.verifiers.verdict import Verdict
 from prmforge.verifiers.z3_entailment import Z3EntailmentVerifier
@@ -73,7 +73,7 @@ def test_records_are_well_formed(problems: list[Problem]) -> None:
 
 def test_reference_derivations_are_correct(problems: list[Problem]) -> None:
     for p in problems:
-        truth = judge_logic_truth(p, reference(p))
+        truth = exact_logic_truth(p, reference(p))
         assert truth.first_error == -1, p.problem_id
 
 
@@ -85,7 +85,7 @@ def test_every_error_recipe_is_an_invalid_step(problems: list[Problem]) -> None:
             for error in entry["errors"]:
                 kinds[error["kind"]] += 1
                 broken = [*steps[:t], render(t, error), *steps[t + 1 :]]
-                truth = judge_logic_truth(p, broken)
+                truth = exact_logic_truth(p, broken)
                 assert truth.first_error == t, (p.problem_id, t, error)
     assert set(kinds) >= {
         "affirming the consequent",
@@ -144,13 +144,13 @@ def test_premises_are_consistent(problems: list[Problem], z3v: Z3EntailmentVerif
 def test_judge_edge_cases(problems: list[Problem]) -> None:
     p = problems[0]
     steps = reference(p)
-    assert judge_logic_truth(p, []).first_error == 0
+    assert exact_logic_truth(p, []).first_error == 0
     garbled = [steps[0], "Step 2: the rest is obvious", *steps[2:]]
-    assert judge_logic_truth(p, garbled).step_correct[1] is False
+    assert exact_logic_truth(p, garbled).step_correct[1] is False
     future = [steps[0].replace("from ", "from S5 and ", 1), *steps[1:]]
-    assert judge_logic_truth(p, future).first_error == 0
+    assert exact_logic_truth(p, future).first_error == 0
     missing = [steps[0].replace("from ", "from P99 and ", 1), *steps[1:]]
-    assert judge_logic_truth(p, missing).first_error == 0
+    assert exact_logic_truth(p, missing).first_error == 0
 
 
 @pytest.mark.parametrize(

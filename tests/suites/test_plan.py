@@ -24,7 +24,7 @@ from prmforge.suites.plan import (
     plan_of,
     tokenize,
 )
-from prmforge.suites.truth import judge_truth
+from prmforge.suites.truth import exact_truth
 
 # Ava has 12*3 = 36 marbles; Ben has 5 more (41); together 36+41 = 77 (uses c0, not only the previous result).
 PLAN = Plan(
@@ -201,7 +201,7 @@ def test_plan_of_names_the_problem() -> None:
         plan_of(Problem("p-9", "math", "q", "1", "test", {"plan": {"steps": None}}))
 
 
-# ---------------------------------------------------------------- judge_truth
+# ---------------------------------------------------------------- exact_truth
 
 
 def _steps(*edits: tuple[int, str]) -> list[str]:
@@ -279,4 +279,4 @@ def _steps(*edits: tuple[int, str]) -> list[str]:
 )
 def test_judge_truth(steps: list[str], first_error: int, correct: tuple[bool, ...]) -> None:
     """A step is correct iff each claimed calc has the plan's expression on TRUE values and the TRUE value."""
-    assert judge_truth(PROBLEM, steps) == StepTruth(first_error=first_error, step_correct=correct)
+    assert exact_truth(PROBLEM, steps) == StepTruth(first_error=first_error, step_correct=correct)

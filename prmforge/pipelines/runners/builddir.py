@@ -86,6 +86,12 @@ class Marker:
     config_hash: str
     run_id: str
     summary: dict[str, int] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)  # upstream stage -> content hash it was made from
+
+    @property
+    def records_hash(self) -> str:
+        """The content hash of the stage's own records file (what downstream stages were made from)."""
+        return next((f.content_hash for f in self.files if f.path.startswith("stages/")), "")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,6 +102,7 @@ class Marker:
             "config_hash": self.config_hash,
             "run_id": self.run_id,
             "summary": self.summary,
+            "inputs": self.inputs,
         }
 
     @classmethod
@@ -108,6 +115,7 @@ class Marker:
             config_hash=str(data["config_hash"]),
             run_id=str(data["run_id"]),
             summary={str(k): int(v) for k, v in data.get("summary", {}).items()},
+            inputs={str(k): str(v) for k, v in data.get("inputs", {}).items()},
         )
 
 
@@ -363,10 +371,12 @@ class BuildDir:
         tables: list[tuple[Path, pa.Table, str]],
         config_hash: str,
         run_id: str,
+        inputs: dict[str, str] | None = None,
     ) -> Marker:
-        """Write each (path, table, content_hash) atomically, then the marker naming the config and run."""
+        """Write each (path, table, content_hash) atomically, then the marker naming the config, the run
+        and the content hashes of the inputs the stage was computed from."""
         entries = [self.write_table(path, table, content_hash) for path, table, content_hash in tables]
-        return self.commit_marker(stage, shard, counts, entries, config_hash, run_id)
+        return self.commit_marker(stage, shard, counts, entries, config_hash, run_id, inputs=inputs)
 
     def write_table(self, path: Path, table: pa.Table, content_hash: str) -> FileEntry:
         """One file, atomically; it counts only once a marker names it."""
@@ -382,9 +392,12 @@ class BuildDir:
         config_hash: str,
         run_id: str,
         summary: dict[str, int] | None = None,
+        inputs: dict[str, str] | None = None,
     ) -> Marker:
         """The marker that commits files already written (it is written last)."""
-        marker = Marker(stage, shard, counts, tuple(entries), config_hash, run_id, summary or {})
+        marker = Marker(
+            stage, shard, counts, tuple(entries), config_hash, run_id, summary or {}, inputs or {}
+        )
         atomic_write_json(self.marker_file(stage, shard), marker.to_json())
         return marker
 

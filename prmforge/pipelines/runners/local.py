@@ -11,6 +11,7 @@ place and its marker written last).
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.util
 import os
 import queue
 import threading
@@ -42,6 +43,8 @@ def _init_worker(events: Any, parent: int, plan_json: dict[str, Any], root: str,
     die_with_parent(parent)
     _events = events
     _worker = Worker.from_json(plan_json, Path(root), run_id, _events.put)
+    # Stages' teardown (a Z3 worker, a language server) runs when the pool shuts the worker down.
+    multiprocessing.util.Finalize(_worker, _worker.close, exitpriority=10)
 
 
 def _worker_run(task: ShardTask) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from prmforge.pipelines.config import BuildConfig, growth_of, input_domains
-from prmforge.pipelines.engines import WorkerEnv
+from prmforge.pipelines.engines import WorkerEnv, simulated_params
 from prmforge.pipelines.graph import Graph, compose
 from prmforge.pipelines.runners.builddir import BuildDir
 from prmforge.pipelines.runners.manifest import Manifest
@@ -20,6 +20,7 @@ from prmforge.pipelines.runners.shard import (
     ShardExecutor,
     StageEvent,
     setup_stages,
+    shard_is_current,
     teardown_stages,
 )
 from prmforge.pipelines.sources import (
@@ -48,6 +49,7 @@ class BuildResult:
     manifest: Manifest
     grown: tuple[str, ...]
     problems: tuple[str, ...]  # why the build must exit non-zero (no rows, too much quarantined)
+    warnings: tuple[str, ...] = ()  # what the user should know (an input range with 0 rows)
 
 
 def domains_of(config: BuildConfig) -> frozenset[str]:
@@ -99,28 +101,27 @@ class BuildPlan:
     grown: tuple[str, ...]
     emit: EventSink
     committed_before: int = 0
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json")
 
     def pending(self) -> list[ShardTask]:
-        """Shards with any stage not committed under its current config; the others are reported resumed."""
+        """Shards with a stage to run (see :func:`shard_is_current`); the others are reported resumed."""
         out = []
-        last = self.graph.stages[-1].name
         for spec in self.shards:
-            names = [s.name for s in self.graph.stages]
-            markers = [self.build.committed(n, spec.index, self.graph.hashes[n]) for n in names]
-            final = markers[-1]
-            if any(m is None for m in markers) or final is None:
+            final = shard_is_current(self.graph, self.build, spec.index)
+            if final is None:
                 out.append(ShardTask(spec.index, spec))
             else:
-                self.emit(StageEvent(spec.index, last, final.counts, True, 0.0))
+                self.emit(StageEvent(spec.index, final.stage, final.counts, True, 0.0))
         self.committed_before = len(self.shards) - len(out)
         return out
 
 
 def prepare(config: BuildConfig, output: Path, restart: bool, emit: EventSink) -> BuildPlan:
     """Open the inputs, plan the shards, compose the graph and open (or check) the build directory."""
+    simulated_params(config.policy)  # a bad engine setting is the build's error, not every row's
     readers = open_inputs(config)
     shards = plan_shards(readers, config.runner.shard_size)
     graph = compose(config, parsers_of(readers))
@@ -145,4 +146,8 @@ def prepare(config: BuildConfig, output: Path, restart: bool, emit: EventSink) -
     except BaseException:
         build.close()  # a refused (or interrupted) run never keeps the directory locked
         raise
-    return BuildPlan(config, graph, build, readers, shards, resumed, grown, emit)
+    used = {spec.position for spec in shards}
+    warnings = tuple(
+        f"inputs.{r.position}: its range holds 0 rows" for r in readers if r.position not in used
+    )
+    return BuildPlan(config, graph, build, readers, shards, resumed, grown, emit, warnings=warnings)

@@ -89,6 +89,12 @@ def gate(plan: BuildPlan, manifest: Manifest) -> list[str]:
                 f"stage {name} quarantined {t.quarantined} of {t.rows_in} rows "
                 f"(more than limits.max_quarantine_share = {share}): {top}"
             )
+    clashes = manifest.dedup.get("clashing_ids", 0)
+    if clashes:
+        problems.append(
+            f"{clashes} row(s) share a problem id with rows of another shard (two input rows with one id); "
+            "the later copies were dropped: give every input row a distinct id (see excluded rows of dedup)"
+        )
     if (
         manifest.splits.get("train", 0)
         + manifest.splits.get("validation", 0)
@@ -123,4 +129,5 @@ def finish(plan: BuildPlan, run_id: str, shards_run: int) -> BuildResult:
         manifest=manifest,
         grown=plan.grown,
         problems=tuple(gate(plan, manifest)),
+        warnings=plan.warnings,
     )

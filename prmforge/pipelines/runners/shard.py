@@ -16,7 +16,7 @@ from typing import Any
 
 from prmforge.pipelines import tables
 from prmforge.pipelines.graph import SOURCE, Graph
-from prmforge.pipelines.runners.builddir import BuildDir, StageCounts
+from prmforge.pipelines.runners.builddir import BuildDir, Marker, StageCounts
 from prmforge.pipelines.stage import Stage, StageOutput
 from prmforge.schemas.errors import BuildStateError
 
@@ -44,37 +44,30 @@ class ShardExecutor:
         self.run_id = run_id
         self.emit = emit
 
-    def pending(self, shard: int) -> list[str]:
-        """The stages of ``shard`` without a valid marker of their current config."""
-        return [
-            s.name
-            for s in self.graph.stages
-            if self.build.committed(s.name, shard, self.graph.hashes[s.name]) is None
-        ]
-
     def run(self, shard: int, rows: Callable[[], list[Any]]) -> None:
-        todo = set(self.pending(shard))
+        """Each stage is reused when a marker of its config was made from exactly the current content of
+        its inputs; otherwise it runs (so a stage that reruns with new output reruns what reads it, and one
+        that reruns with the same output does not)."""
         records: dict[str, list[Any]] = {}
+        made: dict[str, str] = {}  # stage -> content hash of its current records
 
         def get(name: str) -> list[Any]:
             if name not in records:
-                if name == SOURCE:
-                    records[name] = rows()
-                else:
-                    records[name] = self._read(self.graph.stage(name), shard)
+                records[name] = rows() if name == SOURCE else self._read(self.graph.stage(name), shard)
             return records[name]
 
         for stage in self.graph.stages:
-            if stage.name not in todo:
-                marker = self.build.committed(stage.name, shard, self.graph.hashes[stage.name])
-                if marker is not None:
-                    self.emit(StageEvent(shard, stage.name, marker.counts, True, 0.0))
+            expected = {name: made[name] for name in stage.inputs if name != SOURCE}
+            marker = self.build.committed(stage.name, shard, self.graph.hashes[stage.name])
+            if marker is not None and marker.inputs == expected:
+                made[stage.name] = marker.records_hash
+                self.emit(StageEvent(shard, stage.name, marker.counts, True, 0.0))
                 continue
             inputs = {name: get(name) for name in stage.inputs}
             gen_before = self.env.generate_seconds()
             try:
                 out = stage.run(inputs)
-                self._commit(stage, shard, out)
+                committed = self._commit(stage, shard, out, expected)
             except sqlite3.OperationalError as err:
                 if _disk_full(err):  # the request cache shares the build's disk
                     raise BuildStateError(
@@ -83,6 +76,7 @@ class ShardExecutor:
                     ) from None
                 raise
             records[stage.name] = out.records
+            made[stage.name] = committed.records_hash
             counts = _counts(out)
             self.emit(
                 StageEvent(
@@ -103,7 +97,7 @@ class ShardExecutor:
             for r in tables.decode(stage.writes, self.build.read_table(entry))
         ]
 
-    def _commit(self, stage: Stage, shard: int, out: StageOutput[Any]) -> None:
+    def _commit(self, stage: Stage, shard: int, out: StageOutput[Any], inputs: dict[str, str]) -> Marker:
         b = self.build
         table = tables.encode(stage.writes, out.records)
         files = [(b.stage_file(stage.name, shard), table, tables.table_hash(stage.writes, table))]
@@ -111,7 +105,9 @@ class ShardExecutor:
                               (b.excluded_file(stage.name, shard), out.excluded)):  # fmt: skip
             q = tables.encode("quarantine", entries)
             files.append((path, q, tables.table_hash("quarantine", q)))
-        b.commit(stage.name, shard, _counts(out), files, self.graph.hashes[stage.name], self.run_id)
+        return b.commit(
+            stage.name, shard, _counts(out), files, self.graph.hashes[stage.name], self.run_id, inputs
+        )
 
 
 # SQLite says "disk I/O error" (SQLITE_IOERR_SHMSIZE) when a full disk leaves no room to grow the WAL
@@ -136,3 +132,15 @@ def setup_stages(stages: Iterable[Stage], env: Any) -> None:
 def teardown_stages(stages: Iterable[Stage]) -> None:
     for stage in stages:
         stage.teardown()
+
+
+def shard_is_current(graph: Graph, build: BuildDir, shard: int) -> Marker | None:
+    """The final stage's marker when every stage of ``shard`` is reusable as it stands, else None."""
+    made: dict[str, str] = {}
+    marker: Marker | None = None
+    for stage in graph.stages:
+        marker = build.committed(stage.name, shard, graph.hashes[stage.name])
+        if marker is None or marker.inputs != {n: made[n] for n in stage.inputs if n != SOURCE}:
+            return None
+        made[stage.name] = marker.records_hash
+    return marker

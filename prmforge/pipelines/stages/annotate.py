@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltAnnotator
-from prmforge.pipelines.stage import RowResult, Stage
+from prmforge.pipelines.stage import Resources, RowResult, Stage
 from prmforge.pipelines.stages.load import IMPORTED
 from prmforge.schemas.records import Cost, Problem, Rollout, StepLabels
 
@@ -45,6 +45,8 @@ class AnnotateStage(Stage):
 
     def __init__(self, spec: AnnotatorConfig, seed: int, isolation: str, config: Mapping[str, Any]) -> None:
         super().__init__(stage_name(spec.source), ("generate", "load"), config)
+        if spec.continues_prefixes:  # Monte Carlo asks the engine for more than generate does
+            self.resources = Resources(holds_engine=True)  # type: ignore[misc]
         self.spec = spec
         self.seed = seed
         self.isolation = isolation

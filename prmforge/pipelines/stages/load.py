@@ -61,7 +61,17 @@ class LoadStage(Stage):
         return row.source, row.index, row.payload
 
     def process(self, batch: Sequence[SourceRow], side: Mapping[str, Sequence[Any]]) -> list[RowResult]:
-        return [self._one(row) for row in batch]
+        seen: dict[str, int] = {}
+        out: list[RowResult] = []
+        for row in batch:
+            result = self._one(row)
+            if not isinstance(result, Reject):
+                problem_id = result[0].problem_id
+                first = seen.setdefault(problem_id, row.index)
+                if first != row.index:
+                    result = Reject("problem_id", f"{problem_id!r} repeats the id of row {first}")
+            out.append(result)
+        return out
 
     def _one(self, row: SourceRow) -> RowResult:
         if isinstance(row.payload, bytes) and len(row.payload) > self._max_row_bytes:
