@@ -10,8 +10,8 @@ from prmforge.policies.scripted import ScriptedParams, ScriptedPolicy, scripted_
 from prmforge.policies.simulated import SimulatedPolicy, SimulatedPolicyParams
 from prmforge.schemas.records import Problem, SamplingParams, StepTruth
 from prmforge.suites.arith import generate_arith_problems
-from prmforge.suites.code import generate_code_problems, generate_code_rollouts, exact_code_truth
-from prmforge.suites.logic import generate_logic_problems, generate_logic_rollouts, exact_logic_truth
+from prmforge.suites.code import exact_code_truth, generate_code_problems, generate_code_rollouts
+from prmforge.suites.logic import exact_logic_truth, generate_logic_problems, generate_logic_rollouts
 
 LOGIC = generate_logic_problems(2, seed=1)
 CODE = generate_code_problems(2, seed=1)

@@ -10,7 +10,7 @@ import pytest
 
 from prmforge.languages.formula import Atom, format_step, parse_formula, parse_premises, parse_step
 from prmforge.schemas.records import Problem
-from prmforge.suites.logic import generate_logic_problems, generate_logic_rollouts, exact_logic_truth
+from prmforge.suites.logic import exact_logic_truth, generate_logic_problems, generate_logic_rollouts
 from prmforge.suites.logic_semantics import entails
 from prmforge.verifiers.verdict import Verdict
 from prmforge.verifiers.z3_entailment import Z3EntailmentVerifier
