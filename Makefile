@@ -37,6 +37,7 @@ lint: install
 bench: install
 	$(PY) bench/bench_spine.py
 	$(PY) bench/bench_scale.py
+	$(PY) bench/bench_simulated.py
 	$(PY) bench/bench_sandbox.py
 	$(PY) bench/bench_verifiers.py
 	$(PY) bench/bench_code.py

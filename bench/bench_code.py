@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         with pyright_lsp_reward_verifier() as lanser:
             rollouts = make_rollouts(args.problems, args.k, args.seed, args.bug_rate, ("python",))
             evaluate(lanser, rollouts[:2])  # warm the server up: startup is not a per-check cost
-            results["lanser-pyright/python"] = evaluate(lanser, rollouts)
+            results["lsp-reward-pyright/python"] = evaluate(lanser, rollouts)
     report = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "args": vars(args),
