@@ -11,7 +11,7 @@ in the project dispatches on an annotator's kind.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -66,6 +66,13 @@ class AnnotatorConfig(BaseModel, ABC):
     def source(self) -> str:
         kind: str = getattr(self, "kind")  # noqa: B009 - every subclass declares its Literal kind
         return self.name or kind
+
+    def refuse(self, inputs: Sequence[object]) -> str | None:
+        """Why this source cannot label some of ``inputs`` although it supports their domain (None: it can).
+
+        The build configuration refuses it at validation, so a tool that cannot run is never silent.
+        """
+        return None
 
     @abstractmethod
     def build(self, context: AnnotatorContext) -> BuiltAnnotator:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -13,7 +14,7 @@ from pydantic import Field
 from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltAnnotator
 from prmforge.annotators.mc import MonteCarloAnnotator
 from prmforge.annotators.tool import ToolAnnotator
-from prmforge.schemas.config import SamplingConfig
+from prmforge.schemas.config import CodeSuite, SamplingConfig
 from prmforge.schemas.seeds import derive_seed
 from prmforge.verifiers.answer import AnswerGrader
 
@@ -140,6 +141,15 @@ class LspRewardConfig(AnnotatorConfig):
     kind: Literal["lsp-reward"] = "lsp-reward"
     threshold: float = Field(0.2, description="a line whose reward is below this is invalid")
     diagnostics_timeout_s: float = Field(10.0, gt=0, description="wait for diagnostics, seconds")
+
+    def refuse(self, inputs: Sequence[object]) -> str | None:
+        for position, spec in enumerate(inputs):
+            if isinstance(spec, CodeSuite) and "c" in spec.languages:
+                return (
+                    f"has a language server for Python only (pyright), and inputs.{position} gives C "
+                    "programs: set its `languages: [python]`, or label C with compile-test"
+                )
+        return None
 
     def build(self, context: AnnotatorContext) -> BuiltAnnotator:
         from prmforge.verifiers.lsp_reward import pyright_lsp_reward_verifier

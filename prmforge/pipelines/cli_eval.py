@@ -64,18 +64,29 @@ def eval_annotator_command(
             f"  error acc / correct acc ({name})", f"{_pct(score.error_acc)} / {_pct(score.correct_acc)}"
         )
     table.add_row("first_error unknown (counted as -1)", str(report.unknown_first_error))
+    flags = report.flags
     table.add_row(
-        "flag precision (first_error predictions)",
-        f"{_pct(report.flags.precision)} of {report.flags.flagged}",
+        "rollouts whose predicted first error is a step",
+        f"{flags.flagged}, {flags.exact} of them the labelled one ({_pct(flags.precision)})",
     )
     table.add_row("steps flagged", str(report.steps_flagged))
-    table.add_row("  = labelled first error", str(report.flagged_exact))
+    table.add_row("  at the labelled first error", str(report.flagged_exact))
     table.add_row(
         "  after it / before it / in correct solutions",
         f"{report.flagged_after} / {report.flagged_before} / {report.flagged_in_correct}",
+    )
+    flagged, exact = report.steps_flagged, report.flagged_exact
+    table.add_row(
+        "step flag precision: exact / at or after the first error",
+        f"{_ratio(exact, flagged)} / {_ratio(exact + report.flagged_after, flagged)}",
     )
     table.add_row("coverage (steps checked)", f"{_pct(report.coverage)}")
     table.add_row("tool calls / seconds", f"{report.cost.tool_calls} / {report.cost.seconds:.2f}")
     console.print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _ratio(hits: int, total: int) -> str:
+    """``hits/total = share``, or ``0/0`` when nothing was flagged."""
+    return f"{hits}/{total} = {hits / total:.3f}" if total else "0/0"

@@ -134,6 +134,9 @@ class BuildConfig(Strict):
                     f"only, and the inputs ({kinds}) give {', '.join(sorted(domains))}; it would label "
                     "nothing"
                 )
+            refusal = annotator.refuse(self.inputs)
+            if refusal is not None:
+                raise ValueError(f"annotate.{position}: {kind!r} {refusal}")
             if annotator.continues_prefixes and not any(continuable(s) for s in self.inputs):
                 raise ValueError(
                     f"annotate.{position}: {kind!r} continues each step's prefix with the policy, which "

@@ -1,82 +1,137 @@
 """Outcome grading: pull the final answer out of a solution and compare it with the gold answer.
 
-Never substring matching: ``"12"`` does not match ``"112"``. Comparison runs,
-in order, on normalised strings (``$`` signs, LaTeX spacing, ``\\left``/
-``\\right`` and a trailing period removed; whitespace dropped except between
-letters):
+**Extraction** (:func:`extract_final_answer`) tries the modes of ``extraction`` in order and takes,
+from the first mode that finds one, the *last* answer stated in that way:
+
+* ``"boxed"``: the last complete ``\\boxed{...}`` (or ``\\fbox``), joined with the boxes just before
+  it when only commas, ``and``/``or``, ``$`` or spacing separate them (``\\boxed{1}, \\boxed{2}`` is
+  the one answer ``1, 2``; ``first \\boxed{1}, finally \\boxed{2}`` is ``2``);
+* ``"minerva"``: "The final answer is $X$. I hope it is correct.";
+* ``"answer_is"``: "The answer is: X" / "The final answer is X" (to the end of the line, or the
+  ``$...$`` right after it);
+* ``"final_answer"``: "Final Answer: X";
+* ``"hashes"``: "#### X" (GSM8K);
+* ``"last_math"``: the last ``$...$`` / ``\\(...\\)`` / ``\\[...\\]`` span, else the last number
+  (not in the default order: prose that merely mentions a number states no answer).
+
+**Comparison** (:func:`answers_equal`) on normalised strings:
 
 1. exact string equality;
-2. exact numeric equality with :class:`fractions.Fraction` when both sides
-   are plain numbers: integers, decimals, ``1e3``, thousands separators
-   (``1,000``), ``7/2``, ``\\frac{7}{2}`` / ``\\dfrac`` / ``\\tfrac``;
-3. otherwise sympy, ``simplify(a - b) == 0``, on a whitelisted subset
-   (digits, single-letter variables, ``+ - * / ^ ( )``, ``sqrt``, ``pi`` and
-   the LaTeX ``\\frac``, ``\\sqrt``, ``\\cdot``, ``\\times``, ``\\div``,
-   ``\\pi``), capped in length, in literal size and in exponent size.
+2. the exact-number fast path: when both sides are plain numbers (integers, decimals, ``1e3``,
+   thousands separators ``1,000`` / ``14{,}916`` but never ``32, 349``, ``7/2``, ``\\frac{7}{2}``),
+   they are compared exactly with :class:`fractions.Fraction` (or within ``tolerance``), without
+   sympy or math-verify;
+3. everything else goes to `math-verify <https://github.com/huggingface/Math-Verify>`_, in a
+   persistent child process (:mod:`prmforge.verifiers._mathverify_worker`) under a wall-clock
+   deadline that works from any thread or worker process (no signals). A comparison that runs past
+   the deadline kills and restarts the child and is undecided (None), never wrong. The child caches
+   each parsed gold answer (an LRU keyed by the gold string).
 
-Percentages are compared as written: the ``%`` sign is dropped, so
-``"50%" == "50"`` but ``"50%" != "0.5"``. Units are not stripped:
-``"18 dollars" != "18"``. A single-letter assignment ``"x = 5"`` is compared
-by its right-hand side when the other side has no ``=``.
+math-verify unwraps ``\\text{}``/``\\textbf{}``/``\\mathrm{}``, drops units, reads percentages, compares
+sets, tuples, intervals and matrices element by element, assignments (``(p,q)=(3,2)``) by their
+right-hand side, and inequalities and equations as answers.
 """
 
 from __future__ import annotations
 
+import atexit
+import json
+import os
 import re
-from dataclasses import dataclass
+import select
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
 from fractions import Fraction
-from tokenize import TokenError
-from typing import TYPE_CHECKING, Final
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Final, Literal
 
-if TYPE_CHECKING:
-    import sympy  # type: ignore[import-untyped]
+DEFAULT_MAX_EXPRESSION_CHARS: Final = 1000
+DEFAULT_TIMEOUT_S: Final = 5.0
+_STARTUP_TIMEOUT_S: Final = 60.0
 
-DEFAULT_MAX_EXPRESSION_CHARS: Final = 200
-_MAX_LITERAL_DIGITS: Final = 50
-_MAX_EXPONENT: Final = 1000
+ExtractionMode = Literal["boxed", "minerva", "answer_is", "final_answer", "hashes", "last_math"]
+EXTRACTION_MODES: Final[tuple[ExtractionMode, ...]] = (
+    "boxed",
+    "minerva",
+    "answer_is",
+    "final_answer",
+    "hashes",
+    "last_math",
+)
+DEFAULT_EXTRACTION: Final[tuple[ExtractionMode, ...]] = (
+    "boxed",
+    "minerva",
+    "answer_is",
+    "final_answer",
+    "hashes",
+)
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BOX_GAP = re.compile(
+    r"(?:\s|\$|,|;|\\[,;:! ]|\\quad|\\qquad|\\text\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b)*", re.IGNORECASE
+)
+_MINERVA = re.compile(
+    r"final\s+answer\s+is\s*\$+(.+?)\$+\s*\.?\s*I\s+hope\s+it\s+is\s+correct", re.IGNORECASE | re.DOTALL
+)
 _ANSWER_IS = re.compile(r"\bthe\s+(?:final\s+)?answer\s+is\b[ \t]*:?[ \t]*([^\n]*)", re.IGNORECASE)
+_FINAL_ANSWER = re.compile(
+    r"final\s+answer\s*(?:\*\*)?\s*:[ \t]*(?:\*\*)?[ \t]*\n?[ \t]*([^\n]*)", re.IGNORECASE
+)
 _HASHES = re.compile(r"####[ \t]*([^\n]*)")
+_LEADING_MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<![\\$])\$([^$]+?)\$", re.DOTALL)
+_LAST_NUMBER = re.compile(r"[+-]?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+_HOPE = re.compile(r"\.?\s*I\s+hope\s+it\s+is\s+correct\.?\s*$", re.IGNORECASE)
 _LATEX_SPACING = re.compile(r"\\[,;:! ]|\\(?:left|right|displaystyle)(?![A-Za-z])")
 _SPACE = re.compile(r"(?<![A-Za-z])\s+|\s+(?![A-Za-z])")
 _ASSIGNMENT = re.compile(r"[A-Za-z]=(.+)")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,3})?")
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SLASH = re.compile(r"([+-]?\d+)/(\d+)")
-_FRAC = re.compile(r"([+-]?)\\[dt]?frac(?:\{([^{}]+)\}\{([^{}]+)\}|(\d)(\d))")
-_COMMAND = re.compile(r"\\([A-Za-z]+|.)")
-_ALLOWED = re.compile(r"[0-9A-Za-z+\-*/^().\s]*")
-# A "." not before a digit (attribute access), or scientific notation (1e999999999 would be expanded).
-_BAD_LITERAL = re.compile(r"\.(?!\d)|[\d.][eE][+-]?\d")
-_FUNCTIONS: Final = frozenset({"sqrt", "pi"})
+_FRAC = re.compile(r"([+-]?)\\[dtc]?frac(?:\{([^{}]+)\}\{([^{}]+)\}|(\d)(\d))")
+# A number followed by a unit in words ("18 dollars", "5 \\text{ cm}"): compared by its number.
+_UNIT = re.compile(
+    r"\s*([+-]?[\d.,{}]+)\s*(?:\\[,;: ]|\s)*"
+    r"(?:\\(?:text|mathrm|mbox)\{\s*[A-Za-z][A-Za-z .]*\}|[A-Za-z]{2,}(?:\s+[A-Za-z]{2,})*)\s*\.?\s*"
+)
+# A comma then a space separates the elements of a list, never thousands: "32, 349" is not 32349.
+_LIST_COMMA = re.compile(r",\s")
 
 
-def extract_final_answer(text: str) -> str | None:
-    """The final answer in ``text``, or None when it states none.
+def extract_final_answer(text: str, extraction: tuple[str, ...] = DEFAULT_EXTRACTION) -> str | None:
+    """The final answer in ``text``, or None when it states none (see the module doc for the modes).
 
-    Takes the last complete ``\\boxed{...}`` (nested braces allowed; an
-    unterminated one is ignored), else the last "The answer is: X" or "The
-    answer is X" (also "The final answer is"; X runs to the end of its
-    line), else the last "#### X". Strips surrounding whitespace, a trailing
-    period, ``$`` signs and markdown bold; units are kept.
+    Strips surrounding whitespace, a trailing period, ``$`` signs and markdown bold; units are kept.
     """
-    boxed = [_braced(text, match.end()) for match in _BOXED.finditer(text)]
-    answer_is = [match.group(1) for match in _ANSWER_IS.finditer(text)]
-    hashes = [match.group(1) for match in _HASHES.finditer(text)]
-    for candidates in (boxed, answer_is, hashes):
-        for candidate in reversed(candidates):
-            if candidate is not None and (cleaned := _clean(candidate)):
-                return cleaned
+    for mode in extraction:
+        answer = _EXTRACTORS[mode](text)
+        if answer:
+            return answer
     return None
 
 
 def answers_equal(
-    predicted: str | None, gold: str, *, max_expression_chars: int = DEFAULT_MAX_EXPRESSION_CHARS
-) -> bool:
-    """Whether ``predicted`` states the same answer as ``gold`` (see the module doc); False for None."""
+    predicted: str | None,
+    gold: str,
+    *,
+    max_expression_chars: int = DEFAULT_MAX_EXPRESSION_CHARS,
+    tolerance: float = 0.0,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> bool | None:
+    """Whether ``predicted`` states the same answer as ``gold`` (see the module doc).
+
+    False for a missing prediction and for an expression longer than ``max_expression_chars``;
+    None when math-verify could not decide within ``timeout_s`` seconds. ``tolerance`` is relative:
+    ``|predicted - gold| <= tolerance * |gold|`` for numbers (0: exact).
+    """
     if predicted is None:
         return False
+    predicted, gold = _drop_unit(predicted), _drop_unit(gold)
     a, b = _normalize(predicted), _normalize(gold)
     if "=" not in b and (m := _ASSIGNMENT.fullmatch(a)):
         a = m.group(1)
@@ -86,24 +141,154 @@ def answers_equal(
         return False
     if a == b:
         return True
-    x, y = _number(a), _number(b)
+    x, y = _fast_number(predicted, a), _fast_number(gold, b)
     if x is not None and y is not None:
-        return x == y
-    return _symbolically_equal(a, b, max_expression_chars)
+        return abs(x - y) <= Fraction(tolerance) * abs(y) if tolerance else x == y
+    if len(a) > max_expression_chars or len(b) > max_expression_chars:
+        return False
+    return _ENGINE.equal(_clean(predicted), _clean(gold), tolerance, timeout_s)
 
 
 @dataclass(frozen=True, slots=True)
 class AnswerGrader:
-    """Grades a solution's outcome against a gold answer; the pipeline's injected outcome grader."""
+    """Grades a solution's outcome against a gold answer; the pipeline's injected outcome grader.
+
+    ``extraction`` is the order of extraction modes tried (:data:`EXTRACTION_MODES`);
+    ``tolerance`` the relative numeric tolerance (0: exact); ``timeout_s`` the wall-clock limit on
+    one math-verify comparison.
+    """
 
     max_expression_chars: int = DEFAULT_MAX_EXPRESSION_CHARS
+    extraction: tuple[str, ...] = field(default=DEFAULT_EXTRACTION)
+    tolerance: float = 0.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.extraction if m not in EXTRACTION_MODES]
+        if unknown or not self.extraction:
+            raise ValueError(
+                f"extraction modes must be a non-empty subset of {EXTRACTION_MODES}, got {unknown}"
+            )
+        if not self.tolerance >= 0:
+            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+
+    def extract(self, text: str) -> str | None:
+        """The final answer ``text`` states, under this grader's extraction modes."""
+        return extract_final_answer(text, self.extraction)
 
     def grade(self, text: str, gold: str) -> bool | None:
-        """True or False when ``text`` states a final answer, None when it states none."""
-        answer = extract_final_answer(text)
+        """True or False when ``text`` states a final answer; None when it states none or the
+        comparison could not be decided in time."""
+        answer = self.extract(text)
         if answer is None:
             return None
-        return answers_equal(answer, gold, max_expression_chars=self.max_expression_chars)
+        return answers_equal(
+            answer,
+            gold,
+            max_expression_chars=self.max_expression_chars,
+            tolerance=self.tolerance,
+            timeout_s=self.timeout_s,
+        )
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """Name and versions of the grader, for the dataset card."""
+        return {
+            "grader": "prmforge.verifiers.answer.AnswerGrader",
+            "engine": "math-verify",
+            "math_verify_version": _version("math-verify"),
+            "latex2sympy2_extended_version": _version("latex2sympy2_extended"),
+            "extraction": ",".join(self.extraction),
+            "tolerance": repr(self.tolerance),
+            "timeout_s": repr(self.timeout_s),
+        }
+
+
+@cache
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+# --- extraction ----------------------------------------------------------------------------------
+
+
+def _extract_boxed(text: str) -> str | None:
+    spans: list[tuple[int, int, str]] = []  # (start of \boxed, end after its brace, content)
+    for match in _BOXED.finditer(text):
+        content = _braced(text, match.end())
+        if content is not None:
+            spans.append((match.start(), match.end() + len(content) + 1, content))
+    while spans and not _clean(spans[-1][2]):
+        spans.pop()
+    if not spans:
+        return None
+    group = [spans[-1]]
+    for span in reversed(spans[:-1]):
+        if not _BOX_GAP.fullmatch(text[span[1] : group[0][0]]) or not _clean(span[2]):
+            break
+        group.insert(0, span)
+    return ", ".join(_clean(content) for _, _, content in group)
+
+
+def _extract_minerva(text: str) -> str | None:
+    for match in reversed(list(_MINERVA.finditer(text))):
+        if cleaned := _clean(match.group(1)):
+            return cleaned
+    return None
+
+
+def _answer_text(candidate: str) -> str:
+    """The answer in what follows an anchor: its leading ``$...$`` span, else the line up to "I hope"."""
+    candidate = candidate.strip()
+    if m := _LEADING_MATH.match(candidate):
+        return _clean(next(g for g in m.groups() if g is not None))
+    return _clean(_HOPE.sub("", candidate))
+
+
+def _extract_answer_is(text: str) -> str | None:
+    for match in reversed(list(_ANSWER_IS.finditer(text))):
+        if cleaned := _answer_text(match.group(1)):
+            return cleaned
+    return None
+
+
+def _extract_final_answer_line(text: str) -> str | None:
+    for match in reversed(list(_FINAL_ANSWER.finditer(text))):
+        line = match.group(1)
+        inner = _extract_minerva(line) or _extract_answer_is(line) or _answer_text(line)
+        if inner:
+            return inner
+    return None
+
+
+def _extract_hashes(text: str) -> str | None:
+    for match in reversed(list(_HASHES.finditer(text))):
+        if cleaned := _clean(match.group(1)):
+            return cleaned
+    return None
+
+
+def _extract_last_math(text: str) -> str | None:
+    for match in reversed(list(_MATH_SPAN.finditer(text))):
+        if cleaned := _clean(next(g for g in match.groups() if g is not None)):
+            return cleaned
+    numbers = _LAST_NUMBER.findall(text)
+    return numbers[-1].rstrip(",") if numbers else None
+
+
+_EXTRACTORS = {
+    "boxed": _extract_boxed,
+    "minerva": _extract_minerva,
+    "answer_is": _extract_answer_is,
+    "final_answer": _extract_final_answer_line,
+    "hashes": _extract_hashes,
+    "last_math": _extract_last_math,
+}
 
 
 def _braced(text: str, start: int) -> str | None:
@@ -126,15 +311,31 @@ def _clean(answer: str) -> str:
     return answer.rstrip(". \t").strip()
 
 
+# --- the exact-number fast path ------------------------------------------------------------------
+
+
 def _normalize(answer: str) -> str:
-    answer = _clean(answer).replace("\u2212", "-")
+    answer = _clean(answer).replace("\u2212", "-").replace("{,}", ",")
     answer = _LATEX_SPACING.sub("", answer)
     return _SPACE.sub("", answer).rstrip(".")
 
 
+def _drop_unit(answer: str) -> str:
+    m = _UNIT.fullmatch(answer)
+    return m.group(1) if m and _number(_normalize(m.group(1))) is not None else answer
+
+
+def _fast_number(raw: str, normalized: str) -> Fraction | None:
+    """``normalized`` as an exact number when it is a plain one, else None (math-verify decides).
+
+    A percentage, a unit or anything else is never a plain number here; nor is a comma list.
+    """
+    if _LIST_COMMA.search(raw.replace("{,}", ",")):
+        return None
+    return _number(normalized)
+
+
 def _number(text: str) -> Fraction | None:
-    """``text`` as an exact number when it is a plain one (percent sign dropped), else None."""
-    text = text.removesuffix("\\%").removesuffix("%")
     if _NUMBER.fullmatch(text):
         return Fraction(text)
     if _THOUSANDS.fullmatch(text):
@@ -150,123 +351,98 @@ def _number(text: str) -> Fraction | None:
     return None
 
 
-def _symbolically_equal(a: str, b: str, max_chars: int) -> bool:
-    if len(a) > max_chars or len(b) > max_chars:
-        return False
-    x_text, y_text = _to_sympy_text(a), _to_sympy_text(b)
-    if x_text is None or y_text is None:
-        return False
-    import sympy  # lazy: the import takes 0.3 s
-
-    try:
-        x, y = _parse(x_text), _parse(y_text)
-        if not (_bounded(x) and _bounded(y)):
-            return False
-        return bool(sympy.simplify(x - y) == 0)
-    except (
-        sympy.SympifyError,
-        SyntaxError,
-        TokenError,
-        TypeError,
-        ValueError,
-        NameError,
-        AttributeError,
-        ZeroDivisionError,
-        OverflowError,
-        RecursionError,
-    ):
-        return False
+# --- math-verify in a child process under a deadline ---------------------------------------------
 
 
-def _to_sympy_text(text: str) -> str | None:
-    """Rewrite the supported LaTeX into sympy syntax; None if anything outside the whitelist remains."""
-    text = text.removesuffix("\\%").removesuffix("%")
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            m = _COMMAND.match(text, i)
-            if m is None:
-                return None
-            name, i = m.group(1), m.end()
-            if name in ("frac", "dfrac", "tfrac"):
-                num, i = _argument(text, i)
-                den, i = _argument(text, i)
-                parts = [_to_sympy_text(p) if p is not None else None for p in (num, den)]
-                if parts[0] is None or parts[1] is None:
-                    return None
-                out.append(f"(({parts[0]})/({parts[1]}))")
-            elif name == "sqrt":
-                index = None
-                if text.startswith("[", i) and (close := text.find("]", i)) > 0:
-                    index, i = _to_sympy_text(text[i + 1 : close]), close + 1
-                    if index is None:
-                        return None
-                arg, i = _argument(text, i)
-                inner = _to_sympy_text(arg) if arg is not None else None
-                if inner is None:
-                    return None
-                out.append(f"sqrt({inner})" if index is None else f"(({inner})**(1/({index})))")
-            elif name in ("cdot", "times", "div", "pi"):
-                out.append({"cdot": "*", "times": "*", "div": "/", "pi": " pi "}[name])
-            else:
-                return None
-        else:
-            out.append({"{": "(", "}": ")"}.get(char, char))
-            i += 1
-    result = "".join(out)
-    if not _ALLOWED.fullmatch(result) or _BAD_LITERAL.search(result):
-        return None
-    if any(len(digits) > _MAX_LITERAL_DIGITS for digits in re.findall(r"\d+", result)):
-        return None
-    if any(len(word) > 1 and word not in _FUNCTIONS for word in re.findall(r"[A-Za-z]+", result)):
-        return None
-    return result
+class _MathVerifyEngine:
+    """One persistent child process running math-verify; killed and restarted when a request runs over.
 
-
-def _argument(text: str, i: int) -> tuple[str | None, int]:
-    """A LaTeX macro argument at ``i``: a braced group or a single character."""
-    if i >= len(text):
-        return None, i
-    if text[i] == "{":
-        inner = _braced(text, i + 1)
-        return (None, i) if inner is None else (inner, i + len(inner) + 2)
-    return text[i], i + 1
-
-
-def _parse(text: str) -> sympy.Expr:
-    """Parse whitelisted text without evaluating it: no builtins, only the names sympy needs."""
-    import sympy
-    from sympy.parsing.sympy_parser import (  # type: ignore[import-untyped]
-        auto_number,
-        auto_symbol,
-        convert_xor,
-        implicit_multiplication,
-        parse_expr,
-        rationalize,
-    )
-
-    names = {"__builtins__": {}, "sqrt": sympy.sqrt, "pi": sympy.pi}
-    for cls in (sympy.Integer, sympy.Float, sympy.Rational, sympy.Symbol, sympy.Add, sympy.Mul, sympy.Pow):
-        names[cls.__name__] = cls
-    transformations = (auto_symbol, auto_number, rationalize, convert_xor, implicit_multiplication)
-    expr: sympy.Expr = parse_expr(
-        text, local_dict={}, global_dict=names, transformations=transformations, evaluate=False
-    )
-    return expr
-
-
-def _bounded(expr: sympy.Expr) -> bool:
-    """False when evaluating ``expr`` could explode: a numeric exponent above 1000 in magnitude.
-
-    Checked bottom-up, so each exponent is evaluated only once its own powers passed.
+    A pipe and :func:`select.select` bound the wait, so it works from any thread, in daemonic worker
+    processes (which may not use :mod:`multiprocessing` children) and without signals. Requests from
+    several threads are serialised by a lock.
     """
-    import sympy
 
-    for node in sympy.postorder_traversal(expr):
-        if isinstance(node, sympy.Pow) and not node.exp.free_symbols:
-            magnitude = abs(node.exp.evalf())
-            if not magnitude.is_finite or magnitude > _MAX_EXPONENT:
-                return False
-    return True
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+        self._pid = os.getpid()
+        self.calls = 0  # requests sent to the child (the fast path sends none)
+        self.restarts = 0
+
+    def equal(self, predicted: str, gold: str, tolerance: float, timeout_s: float) -> bool | None:
+        request = json.dumps({"pred": predicted, "gold": gold, "tol": tolerance})
+        return self._request(request, timeout_s)
+
+    def _request(self, request: str, timeout_s: float) -> bool | None:
+        with self._lock:
+            self.calls += 1
+            process = self._ensure()
+            if process is None:
+                return None
+            assert process.stdin is not None
+            assert process.stdout is not None
+            try:
+                process.stdin.write(request + "\n")
+                process.stdin.flush()
+            except (BrokenPipeError, OSError):
+                self._kill()
+                return None
+            line = self._readline(process, timeout_s)
+            if line is None:
+                self._kill()
+                return None
+            try:
+                result = json.loads(line)["equal"]
+            except (ValueError, KeyError, TypeError):
+                self._kill()
+                return None
+            return result if isinstance(result, bool) else None
+
+    def _ensure(self) -> subprocess.Popen[str] | None:
+        if self._pid != os.getpid():  # forked: the parent's child and lock are not ours
+            self._process, self._pid = None, os.getpid()
+        if self._process is not None and self._process.poll() is None:
+            return self._process
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", str(Path(__file__).with_name("_mathverify_worker.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        if self._readline(self._process, _STARTUP_TIMEOUT_S) is None:
+            self._kill()
+            return None
+        return self._process
+
+    @staticmethod
+    def _readline(process: subprocess.Popen[str], timeout_s: float) -> str | None:
+        assert process.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([process.stdout], [], [], left)
+            if ready:
+                line = process.stdout.readline()
+                return line or None
+
+    def _kill(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            self.restarts += 1
+            process.kill()
+            process.wait()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._process is not None:
+                self._process.kill()
+                self._process.wait()
+                self._process = None
+
+
+_ENGINE: Final = _MathVerifyEngine()
+atexit.register(_ENGINE.close)

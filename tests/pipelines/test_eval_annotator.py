@@ -160,3 +160,13 @@ def test_the_command_mounts_on_another_app(subset: Path) -> None:
     result = CliRunner().invoke(app, ["eval-annotator", "--input", str(subset), "--annotator", "equations"])
     assert result.exit_code == 0, result.output
     assert "80 items" in result.output
+
+
+def test_each_precision_figure_says_what_it_divides() -> None:
+    """Exact step precision beside at-or-after precision, each as hits/total; the rollout-level figure
+    names its count (it used to read "100.0 of 8")."""
+    result = CliRunner().invoke(eval_app, ["--input", str(SHARED), "--annotator", "equations"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "step flag precision: exact / at or after the first error │ 18/21 = 0.857 / 21/21 = 1.000" in text
+    assert "rollouts whose predicted first error is a step │ 8, 8 of them the labelled one (100.0)" in text

@@ -226,3 +226,25 @@ def test_two_problem_files_of_one_stem_without_an_id_column_are_refused() -> Non
     )
     with_ids = [{**inputs[1], "columns": {"id": "id"}}]
     parse_config({"name": "x", "inputs": [inputs[0], *with_ids], "annotate": [{"kind": "equations"}]})
+
+
+def test_lsp_reward_refuses_c_programs_at_validation() -> None:
+    """Only Python has a language server here; C rollouts would be silently unchecked."""
+    from prmforge.pipelines.config import parse_config
+    from prmforge.schemas.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        parse_config(
+            {"name": "x", "inputs": [{"kind": "code", "count": 4}], "annotate": [{"kind": "lsp-reward"}]}
+        )
+    assert str(err.value).splitlines()[1] == (
+        "  annotate.0: 'lsp-reward' has a language server for Python only (pyright), and inputs.0 gives C "
+        "programs: set its `languages: [python]`, or label C with compile-test"
+    )
+    parse_config(
+        {
+            "name": "x",
+            "inputs": [{"kind": "code", "count": 4, "languages": ["python"]}],
+            "annotate": [{"kind": "lsp-reward"}],
+        }
+    )
