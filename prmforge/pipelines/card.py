@@ -34,6 +34,13 @@ def _fusion(config: BuildConfig) -> str:
     return "`majority`: a per-step vote of the sources that did not abstain (a tie counts as an error)"
 
 
+def _grader() -> str:
+    from prmforge.verifiers.answer import AnswerGrader
+
+    p = AnswerGrader().provenance
+    return f"exact numbers, else math-verify {p['math_verify_version']} (extraction {p['extraction']})"
+
+
 def render_card(config: BuildConfig, manifest: Manifest, excluded: dict[str, int]) -> str:
     splits = [s for s, rows in manifest.splits.items() if rows > 0]
     data_files = "\n".join(f"  - split: {s}\n    path: data/{s}-*" for s in splits)
@@ -68,6 +75,7 @@ Process-reward-model training data built by prmforge.
 - Trained label: {_fusion(config)}. `labels` are hard: a step is positive iff it comes before the
   first error; `scores` keep the per-step values (soft estimates, or 1/0 from a tool; null where no
   source could check); `votes` hold every source's first error (null: it abstained).
+- Outcome grading (final answers against the gold): {_grader()}.
 - Steps after the first error: **{config.labels.after_first_error}**.
 - Columns `prompt`, `completions`, `labels` are TRL's stepwise-supervision triple.
 - Columns `truth_first_error` and `truth_step_correct` are exact truth from the built-in suites (or

@@ -17,6 +17,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from prmforge.pipelines.cli_eval import eval_app
+from prmforge.pipelines.cli_grade import grade_app
 from prmforge.pipelines.config import BuildConfig, load_config
 from prmforge.pipelines.runners.builddir import GLOBAL
 from prmforge.pipelines.runners.shard import StageEvent
@@ -309,6 +310,7 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML build configurati
 
 
 app.add_typer(eval_app)
+app.add_typer(grade_app)
 app.add_typer(sandbox_app, name="sandbox")
 
 

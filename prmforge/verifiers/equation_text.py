@@ -28,6 +28,14 @@ _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _FRAC_DIGITS = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")
 _SUBSCRIPT = re.compile(r"_\{([^{}]*)\}")
 _SUPERSCRIPT = re.compile(r"\^\{([^{}]*)\}")
+_MIXED = re.compile(r"(\d)\s*(?=\\[dt]?frac)")
+_UNIT_POWER = re.compile(r"(?<![A-Za-z])([A-Za-z]{2,4})\s*\^\s*(?:\(\d\)|\d)")
+# Unit abbreviations written glued to a number ("20km", "5kg", "3rd"); any other glued word ("2ab",
+# "3iz", "68k") is a variable coefficient, so the claim is not checked.
+_GLUED_UNITS = frozenset((
+    "km", "cm", "mm", "m", "kg", "g", "mg", "l", "ml", "lb", "lbs", "oz", "ft", "in", "mi", "yd", "h", "hr",
+    "hrs", "min", "mins", "s", "sec", "secs", "mph", "kph", "st", "nd", "rd", "th", "am", "pm", "x",
+))  # fmt: skip
 _TIMES_X = re.compile(r"(?<=[\d)])\s*[xX]\s*(?=[\d(])")
 _BULLET = re.compile(r"(?m)^[ \t]*(?:[-*•]|\d+[.)])[ \t]+")
 _RATIO = re.compile(r"(?<=\d):(?=\d)|(?<=\d)\s+:\s+(?=\$?\d)")
@@ -138,6 +146,7 @@ def normalize(text: str) -> str:
         text = re.sub(pattern, replacement, text)
     for _ in range(4):
         text = _TEXT_CMD.sub(lambda m: f" {m.group(1)} ", text)
+    text = _MIXED.sub(r"\1 § ", text)  # 3\frac{4}{5}: a mixed number or a product; never guessed
     for _ in range(4):
         text = _FRAC.sub(lambda m: f"(({m.group(1)})/({m.group(2)}))", text)
     text = _FRAC_DIGITS.sub(r"((\1)/(\2))", text)
@@ -146,6 +155,7 @@ def normalize(text: str) -> str:
     text = _CURRENCY.sub("", text)
     for pattern, replacement in _REPLACEMENTS:
         text = re.sub(pattern, replacement, text)
+    text = _UNIT_POWER.sub(r"\1", text)  # 80 cm^3: the exponent is the unit's, not the number's
     text = _BULLET.sub("", text)
     text = _RATIO.sub(" § ", text)
     return _TIMES_X.sub(" * ", text)
@@ -163,12 +173,41 @@ def tokenize(text: str) -> list[_Tok]:
         previous = tokens[-1] if tokens else None
         if kind in ("approx", "other"):
             tokens.append(_Tok("break", value, space))
-        elif _poisonous(kind, value, previous):
+        elif _poisonous(kind, value, previous) or _glued_variable(kind, value, previous, space):
             tokens.append(_Tok("poison", value, space))
         else:
             tokens.append(_Tok(kind, value, space))  # type: ignore[arg-type]
         space = False
-    return tokens
+    return _functions_applied(tokens)
+
+
+def _glued_variable(kind: str | None, value: str, previous: _Tok | None, space: bool) -> bool:
+    """``2ab``: a word glued to the number before it that is no unit abbreviation is a variable."""
+    return (
+        kind == "word"
+        and not space
+        and previous is not None
+        and previous.kind == "num"
+        and value.lower() not in _GLUED_UNITS
+    )
+
+
+def _functions_applied(tokens: list[_Tok]) -> list[_Tok]:
+    """A name applied to an argument (``f(3)``, ``f'(3)``, ``\\log_2(4)``) is a function: poison it, its
+    subscript and primes, so ``2(4)`` or ``(3)`` is never left to be checked."""
+    out = list(tokens)
+    for i, tok in enumerate(out):
+        if tok.kind == "word" and "'" in tok.text:
+            out[i] = _Tok("poison", tok.text, tok.space)
+        nxt = out[i + 1] if i + 1 < len(out) else None
+        if tok.kind == "word" and nxt is not None and nxt.kind == "lp" and not nxt.space:
+            out[i] = _Tok("poison", tok.text, tok.space)
+        if tok.kind == "poison" and nxt is not None and nxt.text == "_":
+            out[i + 1] = _Tok("poison", "_", nxt.space)
+            after = out[i + 2] if i + 2 < len(out) else None
+            if after is not None and after.kind in ("num", "word") and not after.space:
+                out[i + 2] = _Tok("poison", after.text, after.space)
+    return out
 
 
 def _poisonous(kind: str | None, value: str, previous: _Tok | None) -> bool:

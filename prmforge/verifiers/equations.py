@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -311,6 +312,14 @@ def _show(value: Fraction) -> str:
     return f"{value.numerator}/{value.denominator} (~{decimal})"
 
 
+_REJECTS = re.compile(
+    r"\b(?:does\s+not|doesn't|do\s+not|don't|did\s+not|didn't)\s+(?:work|hold|match|equal|satisfy|fit)"
+    r"|\bnot\s+(?:true|correct|equal|valid|possible)|\bcontradict\w*|\bincorrect\b|\bimpossible\b"
+    r"|\bthat(?:'s| is)\s+wrong\b",
+    re.IGNORECASE,
+)
+
+
 def check_text(text: str) -> tuple[Check, list[ClaimResult]]:
     """Check every claim of one step; returns the step's Check and the per-claim results."""
     started = time.perf_counter()
@@ -321,7 +330,11 @@ def check_text(text: str) -> tuple[Check, list[ClaimResult]]:
     ).hexdigest()[:16]
     false = [r for r in results if r.outcome == "false"]
     holds = [r for r in results if r.outcome == "holds"]
-    if false:
+    if false and _REJECTS.search(text):
+        # "Check: 60 = 5^2 + 6^2 = 61 - This does not work.": the step itself rejects its false claim.
+        verdict = Verdict.ABSTAIN
+        reason = "the step rejects its own false claim: " + "; ".join(r.claim.shown for r in false)
+    elif false:
         verdict = Verdict.FAIL
         reason = "; ".join(f"false: {r.claim.shown} ({r.detail})" for r in false)
     elif holds:

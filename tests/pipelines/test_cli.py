@@ -180,3 +180,13 @@ def test_disjoint_gsm8k_ranges_and_distinct_seeds_are_fine(tmp_path: Path) -> No
     result = runner.invoke(app, ["validate", str(write(tmp_path, {**base(), "inputs": inputs}))])
     assert result.exit_code == 0, result.output
     assert "valid (4 input(s), 14 input rows" in result.output
+
+
+def test_grade_is_a_command_of_the_main_app(tmp_path: Path) -> None:
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text('{"prediction": "The answer is 12.", "gold": "12"}\n', encoding="utf-8")
+    result = CliRunner().invoke(app, ["grade", "--input", str(cases)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]) == {
+        "prediction": "The answer is 12.", "gold": "12", "correct": True, "extracted": "12",
+    }  # fmt: skip

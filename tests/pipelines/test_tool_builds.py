@@ -60,6 +60,8 @@ def test_logic_suite_labelled_by_z3_matches_truth(tmp_path: Path) -> None:
         "| `z3` | Z3 local entailment of each inference from its cited premises (FoVer). | z3 5.4.1 | "
         "child process with an address-space rlimit, deterministic rlimit, hard kill |"
     ) in card
+    grading = "Outcome grading (final answers against the gold): exact numbers, else math-verify 0.9.0"
+    assert grading in card
 
 
 @pytest.mark.slow
