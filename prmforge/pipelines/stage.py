@@ -11,6 +11,7 @@ inputs and commits their outputs.
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -94,7 +95,13 @@ class Stage(ABC):
         """
 
     def describe(self, row: Any) -> tuple[str, int, bytes | str]:
-        """``(source, index, raw)`` of a row, for its quarantine entry."""
+        """``(source, index, raw)`` of a row, for its quarantine entry: a record is named by its id."""
+        rollout_id = getattr(row, "rollout_id", None)
+        if isinstance(rollout_id, str):
+            return "?", -1, json.dumps({"rollout_id": rollout_id})
+        problem_id, source = getattr(row, "problem_id", None), getattr(row, "source", None)
+        if isinstance(problem_id, str) and isinstance(source, str):
+            return source, -1, json.dumps({"problem_id": problem_id})
         return "?", -1, repr(row)
 
     # -- the loop ----------------------------------------------------------------------------------

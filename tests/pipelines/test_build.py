@@ -12,9 +12,9 @@ import pytest
 from conftest import committed, small_config
 
 from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltAnnotator
-from prmforge.pipelines.runners.builddir import GLOBAL, BuildDir, Marker
+from prmforge.pipelines.runners.builddir import GLOBAL, BuildDir, Marker, StageCounts
 from prmforge.pipelines.runners.local import LocalRunner
-from prmforge.pipelines.runners.manifest import Manifest, StageTotals
+from prmforge.pipelines.runners.manifest import Manifest
 from prmforge.pipelines.runners.shard import StageEvent
 from prmforge.pipelines.stages import AnnotateStage
 from prmforge.pipelines.stats import summarize
@@ -57,7 +57,7 @@ def test_build_writes_manifest_and_conserves_rows(tmp_path: Path) -> None:
         pq.read_metadata(tmp_path / "b" / f["path"])  # every committed file is a whole Parquet file
     assert result.content_hash == manifest["content_hash"]
     assert result.manifest == Manifest.read(tmp_path / "b")
-    assert result.manifest.stages["load"] == StageTotals(20, 20, 0, 0, 20)
+    assert result.manifest.stages["load"] == StageCounts(rows_in=20, accepted=20, quarantined=0, rows_out=20)
     assert (result.grown, result.problems) == ((), ())
     assert not list((tmp_path / "b").rglob(".*.tmp-*"))
 

@@ -61,6 +61,16 @@ class StageCounts:
     rows_out: int
     excluded: int = 0
 
+    def __add__(self, other: StageCounts) -> StageCounts:
+        """Totals over shards (conservation holds for sums too)."""
+        return StageCounts(
+            self.rows_in + other.rows_in,
+            self.accepted + other.accepted,
+            self.quarantined + other.quarantined,
+            self.rows_out + other.rows_out,
+            self.excluded + other.excluded,
+        )
+
     def __post_init__(self) -> None:
         if self.rows_in != self.accepted + self.quarantined:
             raise ValueError(

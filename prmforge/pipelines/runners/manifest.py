@@ -10,24 +10,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prmforge.pipelines.runners.builddir import BuildDir, FileEntry
+from prmforge.pipelines.runners.builddir import BuildDir, FileEntry, StageCounts
 from prmforge.schemas.errors import BuildStateError
 
 MANIFEST_FORMAT = 2
-
-
-@dataclass(frozen=True, slots=True)
-class StageTotals:
-    rows_in: int = 0
-    accepted: int = 0
-    quarantined: int = 0
-    excluded: int = 0
-    rows_out: int = 0
-
-    def __add__(self, other: StageTotals) -> StageTotals:
-        return StageTotals(
-            *(a + b for a, b in zip(asdict(self).values(), asdict(other).values(), strict=True))
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +37,7 @@ class Manifest:
     num_shards: int
     content_hash: str
     splits: dict[str, int]
-    stages: dict[str, StageTotals]
+    stages: dict[str, StageCounts]
     sources: tuple[str, ...]
     verification: dict[str, dict[str, str]]
     files: tuple[ManifestFile, ...]
@@ -75,7 +61,7 @@ class Manifest:
             num_shards=int(data["num_shards"]),
             content_hash=data["content_hash"],
             splits={k: int(v) for k, v in data["splits"].items()},
-            stages={k: StageTotals(**v) for k, v in data["stages"].items()},
+            stages={k: StageCounts(**v) for k, v in data["stages"].items()},
             sources=tuple(data["sources"]),
             verification=dict(data["verification"]),
             files=tuple(ManifestFile(**f) for f in data["files"]),

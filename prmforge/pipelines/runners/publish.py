@@ -10,35 +10,36 @@ from dataclasses import asdict
 from prmforge.pipelines import tables
 from prmforge.pipelines.card import render_card
 from prmforge.pipelines.graph import provenance
-from prmforge.pipelines.runners.builddir import GLOBAL, Marker, atomic_write_bytes, atomic_write_json
+from prmforge.pipelines.runners.builddir import (
+    GLOBAL,
+    Marker,
+    StageCounts,
+    atomic_write_bytes,
+    atomic_write_json,
+)
 from prmforge.pipelines.runners.finalize import DEDUP, SPLITS, WRITE, Finalizer
-from prmforge.pipelines.runners.manifest import Manifest, ManifestFile, StageTotals
+from prmforge.pipelines.runners.manifest import Manifest, ManifestFile
 from prmforge.pipelines.runners.plan import BuildPlan, BuildResult
 from prmforge.pipelines.runners.shard import StageEvent
 from prmforge.schemas.errors import BuildStateError
 
 
-def _totals(marker: Marker) -> StageTotals:
-    c = marker.counts
-    return StageTotals(c.rows_in, c.accepted, c.quarantined, c.excluded, c.rows_out)
-
-
 def write_manifest(plan: BuildPlan, dedup: Marker, write: Marker) -> Manifest:
     """List every committed file; the content hash covers the data files in order."""
     build, graph = plan.build, plan.graph
-    stages: dict[str, StageTotals] = {}
+    stages: dict[str, StageCounts] = {}
     files: list[ManifestFile] = []
     for stage in graph.stages:
-        total = StageTotals()
+        total = StageCounts(0, 0, 0, 0)
         for spec in plan.shards:
             marker = build.committed(stage.name, spec.index, graph.hashes[stage.name])
             if marker is None:
                 raise BuildStateError(f"{build.root}: stage {stage.name} shard {spec.index} is not committed")
-            total = total + _totals(marker)
+            total = total + marker.counts
             files.extend(ManifestFile(stage.name, spec.index, **asdict(f)) for f in marker.files)
         stages[stage.name] = total
     for name, marker in ((DEDUP, dedup), (WRITE, write)):
-        stages[name] = _totals(marker)
+        stages[name] = marker.counts
         files.extend(ManifestFile(name, GLOBAL, **asdict(f)) for f in marker.files)
     data = [f for f in files if f.path.startswith("data/")]
     digest = hashlib.sha256()

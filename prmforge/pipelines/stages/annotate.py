@@ -69,9 +69,6 @@ class AnnotateStage(Stage):
             self._built.close()
             self._built = None
 
-    def describe(self, row: Rollout) -> tuple[str, int, bytes | str]:
-        return "?", -1, f'{{"rollout_id": "{row.rollout_id}"}}'
-
     def _cannot(self, problem: Problem) -> str | None:
         if problem.domain not in self.spec.domains:
             return f"labels {', '.join(sorted(self.spec.domains))} problems only, not {problem.domain}"

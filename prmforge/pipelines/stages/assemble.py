@@ -73,9 +73,6 @@ class AssembleStage(Stage):
         self.validation = validation
         self.test = test
 
-    def describe(self, row: FusedLabels) -> tuple[str, int, bytes | str]:
-        return "?", -1, f'{{"rollout_id": "{row.rollout_id}"}}'
-
     def process(self, batch: Sequence[FusedLabels], side: Mapping[str, Sequence[Any]]) -> list[RowResult]:
         rollouts = {r.rollout_id: r for r in side["generate"]}
         problems = {p.problem_id: p for p in side["load"]}

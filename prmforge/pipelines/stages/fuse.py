@@ -25,9 +25,6 @@ class FuseStage(Stage):
         self.single_source = single_source
         self.label_stages = tuple(label_stages)
 
-    def describe(self, row: Rollout) -> tuple[str, int, bytes | str]:
-        return "?", -1, f'{{"rollout_id": "{row.rollout_id}"}}'
-
     def process(self, batch: Sequence[Rollout], side: Mapping[str, Sequence[Any]]) -> list[RowResult]:
         by_source: list[dict[str, StepLabels]] = [
             {lab.rollout_id: lab for lab in side[name]} for name in self.label_stages

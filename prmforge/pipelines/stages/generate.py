@@ -51,9 +51,6 @@ class GenerateStage(Stage):
             raise RuntimeError("generate: setup() was not called")
         return self._domains(problem)
 
-    def describe(self, row: Problem) -> tuple[str, int, bytes | str]:
-        return row.source, -1, f'{{"problem_id": "{row.problem_id}"}}'
-
     def _unservable(self, problem: Problem) -> Reject | None:
         """Why the configured engine cannot solve ``problem`` (None: it can), before asking it."""
         if self.config.get("policy", {}).get("kind") != "simulated" or problem.domain != "math":
