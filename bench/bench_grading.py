@@ -64,9 +64,8 @@ def main() -> None:
                 {"file": name, "gold": gold, "pred": pred[-120:], "expected": expected, "got": verdict}
             )
     seconds = time.perf_counter() - start
-    print(
-        f"{agree} of {len(found)} cases agree ({agree / len(found):.1%}); {seconds / len(found) * 1000:.1f} ms/case"
-    )
+    share, ms = agree / len(found), seconds / len(found) * 1000
+    print(f"{agree} of {len(found)} cases agree ({share:.1%}); {ms:.1f} ms/case")
     print(json.dumps(wrong[:40], indent=1, ensure_ascii=False))
 
 
