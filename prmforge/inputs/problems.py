@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from prmforge.inputs.fields import get, id_field, scalar_text, text_field
 from prmforge.inputs.opening import Opened, resolve, row_source
-from prmforge.inputs.rows import RawRow, RowRange, RowSource
+from prmforge.inputs.rows import RawRow, RowReader, RowSource
 from prmforge.schemas.errors import RowError
 from prmforge.schemas.inputs import ProblemColumns, ProblemsInput
 from prmforge.schemas.records import Domain, Problem
@@ -83,24 +83,12 @@ def math_gold(solution: str, column: str) -> str:
     return gold
 
 
-class ProblemReader:
+class ProblemReader(RowReader):
     """Plans, reads and parses one problems input (built by :func:`open_problems`)."""
 
     def __init__(self, cfg: ProblemsInput, opened: Opened, rows: RowSource, columns: ProblemColumns) -> None:
-        self._cfg, self._opened, self._rows, self.columns = cfg, opened, rows, columns
-        self.source: str = opened.source
-
-    def plan(self, shard_size: int) -> list[RowRange]:
-        """One range per ``shard_size`` rows (within offset/limit); streams the file once, keeps no rows."""
-        return self._rows.plan(shard_size)
-
-    def read(self, rng: RowRange) -> Iterator[RawRow]:
-        """The rows of one range, reading only that slice of the file."""
-        return self._rows.read(rng)
-
-    def digests(self) -> dict[str, str]:
-        """``{absolute path: sha256}`` of every file this input reads."""
-        return self._rows.digests()
+        super().__init__(rows, opened.source)
+        self._cfg, self._opened, self.columns = cfg, opened, columns
 
     def parse(
         self,

@@ -18,7 +18,7 @@ when present) and ``prm800k`` (see :mod:`prmforge.inputs.prm800k`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -36,7 +36,7 @@ from prmforge.inputs.fields import (
 )
 from prmforge.inputs.opening import Opened, resolve, row_source
 from prmforge.inputs.prm800k import parse_prm800k
-from prmforge.inputs.rows import RawRow, RowRange, RowSource
+from prmforge.inputs.rows import RawRow, RowReader, RowSource
 from prmforge.inputs.segment import join_steps, segment_steps
 from prmforge.schemas.errors import RowError
 from prmforge.schemas.inputs import RolloutColumns, RolloutsInput
@@ -102,7 +102,7 @@ def stated_final_answer(steps: tuple[str, ...]) -> str | None:
     return None
 
 
-class RolloutReader:
+class RolloutReader(RowReader):
     """Plans, reads and parses one rollouts input (built by :func:`open_rollouts`)."""
 
     def __init__(
@@ -113,21 +113,9 @@ class RolloutReader:
         columns: RolloutColumns,
         optional: frozenset[str],
     ) -> None:
-        self._cfg, self._opened, self._rows = cfg, opened, rows
+        super().__init__(rows, opened.source)
+        self._cfg, self._opened = cfg, opened
         self.columns, self._optional = columns, optional
-        self.source: str = opened.source
-
-    def plan(self, shard_size: int) -> list[RowRange]:
-        """One range per ``shard_size`` rows (within offset/limit); streams the file once, keeps no rows."""
-        return self._rows.plan(shard_size)
-
-    def read(self, rng: RowRange) -> Iterator[RawRow]:
-        """The rows of one range, reading only that slice of the file (a JSON array is read whole once)."""
-        return self._rows.read(rng)
-
-    def digests(self) -> dict[str, str]:
-        """``{absolute path: sha256}`` of every file this input reads."""
-        return self._rows.digests()
 
     def _problem(self, question: str, gold: str) -> Problem:
         return Problem(

@@ -206,3 +206,23 @@ def starts_with_bracket(path: Path) -> bool:
     with path.open("rb") as handle:
         head = handle.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
     return head.startswith(b"[")
+
+
+class RowReader:
+    """What the problem and rollout readers share: planning, reading and digests are the row source's."""
+
+    def __init__(self, rows: RowSource, source: str) -> None:
+        self._rows = rows
+        self.source = source
+
+    def plan(self, shard_size: int) -> list[RowRange]:
+        """One range per ``shard_size`` rows (within offset/limit); streams the file once, keeps no rows."""
+        return self._rows.plan(shard_size)
+
+    def read(self, rng: RowRange) -> Iterator[RawRow]:
+        """The rows of one range, reading only that slice of the file (a JSON array is read whole once)."""
+        return self._rows.read(rng)
+
+    def digests(self) -> dict[str, str]:
+        """``{absolute path: sha256}`` of every file this input reads."""
+        return self._rows.digests()

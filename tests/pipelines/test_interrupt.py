@@ -336,7 +336,9 @@ def test_ctrl_c_while_the_workers_start_is_an_interruption_not_a_broken_pool(
     family = descendants(build.pid)
     os.killpg(build.pid, signal.SIGINT)
     assert build.wait() == 130, build.stderr[-3000:]
-    assert INTERRUPTED.findall(build.stderr) == [("0", str(SHARDS))]
+    # A fast worker may commit a shard before the signal lands: what matters is k < n and no crash.
+    [(done, total)] = INTERRUPTED.findall(build.stderr)
+    assert (int(done) < SHARDS, int(total)) == (True, SHARDS)
     assert "Traceback" not in build.stderr
     assert_all_gone(build, family)
     assert_resumes_to(out, 21, clean_hash(21))
