@@ -110,7 +110,7 @@ def _cost(labels: list[StepLabels], steps: int) -> dict[str, Any]:
 
 
 def _reasons(entries: list[QuarantineEntry]) -> dict[str, int]:
-    return dict(Counter(f"{q.stage}: {q.field}: {q.reason[:80]}" for q in entries).most_common(10))
+    return dict(Counter(q.summary(80) for q in entries).most_common(10))
 
 
 def summarize(root: Path) -> dict[str, Any]:

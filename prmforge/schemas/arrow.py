@@ -151,6 +151,10 @@ class QuarantineEntry:
     sha256: str
     preview: str
 
+    def summary(self, width: int = 100) -> str:
+        """``stage: field: reason`` (the reason cut at ``width``): how rows are counted by reason."""
+        return f"{self.stage}: {self.field}: {self.reason[:width]}"
+
 
 def quarantine_entry(
     *, stage: str, source: str, index: int, field: str, reason: str, raw: bytes | str

@@ -30,7 +30,8 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -149,20 +150,31 @@ def disk_full(err: OSError, where: Path) -> BuildStateError:
     )
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_name(path)
+@contextmanager
+def cleaned_up_on_failure(tmp: Path, where: Path) -> Iterator[None]:
+    """Around writing a temporary file: on an OS error the file is removed, and a full disk (or quota)
+    becomes :func:`disk_full` naming ``where``."""
     try:
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        yield
     except OSError as err:
         tmp.unlink(missing_ok=True)
         if err.errno in _FULL:
-            raise disk_full(err, path.parent) from None
+            raise disk_full(err, where) from None
         raise
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_name(path)
+    with cleaned_up_on_failure(tmp, path.parent):
+        tmp.write_bytes(data)
+        _fsync(tmp)
+        os.replace(tmp, path)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -172,16 +184,17 @@ def atomic_write_json(path: Path, data: Any) -> None:
 def atomic_write_parquet(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(path)
-    try:
+    with cleaned_up_on_failure(tmp, path.parent):
         pq.write_table(table, tmp, compression="zstd")
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
+        _fsync(tmp)
         os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        if err.errno in _FULL:
-            raise disk_full(err, path.parent) from None
-        raise
+
+
+def commit_file(tmp: Path, path: Path) -> None:
+    """Flush a finished temporary file and rename it into place."""
+    with cleaned_up_on_failure(tmp, path.parent):
+        _fsync(tmp)
+        os.replace(tmp, path)
 
 
 class BuildDir:

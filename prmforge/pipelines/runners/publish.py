@@ -70,7 +70,7 @@ def _reasons(plan: BuildPlan, manifest: Manifest, prefix: str) -> Counter[str]:
     counts: Counter[str] = Counter()
     for f in manifest.under(prefix):
         for q in tables.decode("quarantine", plan.build.read_table(f.entry)):
-            counts[f"{q.stage}: {q.field}: {q.reason[:100]}"] += 1
+            counts[q.summary()] += 1
     return counts
 
 

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prmforge.pipelines import tables
-from prmforge.pipelines.runners.builddir import BuildDir, FileEntry, disk_full, file_sha256, tmp_name
+from prmforge.pipelines.runners.builddir import (
+    BuildDir,
+    FileEntry,
+    cleaned_up_on_failure,
+    commit_file,
+    file_sha256,
+    tmp_name,
+)
 from prmforge.schemas.arrow import ContentHasher
-
-_FULL_ERRNOS = (28, 122)  # ENOSPC, EDQUOT
 
 
 class ParquetStream:
@@ -29,29 +33,20 @@ class ParquetStream:
 
     def write(self, table: pa.Table) -> None:
         try:
-            self._writer.write_table(table)
-        except OSError as err:
+            with cleaned_up_on_failure(self._tmp, self._path.parent):
+                self._writer.write_table(table)
+        except OSError:
             self.abort()
-            if err.errno in _FULL_ERRNOS:
-                raise disk_full(err, self._path.parent) from None
             raise
         self._hasher.update(table)
         self._rows += table.num_rows
 
     def close(self) -> FileEntry:
-        try:
+        with cleaned_up_on_failure(self._tmp, self._path.parent):
             self._writer.close()
-            with self._tmp.open("rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(self._tmp, self._path)
-        except OSError as err:
-            self.abort()
-            if err.errno in _FULL_ERRNOS:
-                raise disk_full(err, self._path.parent) from None
-            raise
-        return FileEntry(
-            self._build.rel(self._path), self._rows, file_sha256(self._path), self._hasher.hexdigest()
-        )
+        commit_file(self._tmp, self._path)
+        digest = self._hasher.hexdigest()
+        return FileEntry(self._build.rel(self._path), self._rows, file_sha256(self._path), digest)
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):
