@@ -1,4 +1,9 @@
-"""Sandbox throughput: fresh jail per run vs the warm pool, for a trivial program. Not a test.
+"""Sandbox throughput: fresh jail per run vs the warm pool, beside a harness that isolates nothing.
+
+One run measures every row with the same client threads: the fresh jail and the warm pool on a
+trivial program without tests, with two asserts and with ten asserts, and the human-eval-kind
+fork-per-sample harness of ``reference_harness.py`` (no isolation at all) on the same programs. The
+ratios printed at the end (pool / reference) are the numbers to compare across machines. Not a test.
 
 Usage: .venv/bin/python bench/bench_sandbox.py [--seconds 5] [--pool-size 2] [--json out.json]
 """
@@ -13,10 +18,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from reference_harness import ReferenceHarness
+
 from prmforge.verifiers.sandbox import PythonSandbox, PythonSandboxPool, SandboxLimits, probe_isolation
 
 PROGRAM = "def add(a, b):\n    return a + b\nprint(add(1, 2))\n"
 TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n"
+TESTS_10 = "".join(f"assert add({i}, {2 * i}) == {3 * i}\n" for i in range(10))
 
 
 def measure(run: Callable[[], str], seconds: float, threads: int) -> dict[str, object]:
@@ -46,6 +54,10 @@ def measure(run: Callable[[], str], seconds: float, threads: int) -> dict[str, o
     }
 
 
+def _ratio(rows: dict[str, dict[str, object]], top: str, bottom: str) -> float:
+    return round(float(rows[top]["runs_per_s"]) / max(float(rows[bottom]["runs_per_s"]), 1e-9), 2)  # type: ignore[arg-type]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -65,11 +77,35 @@ def main() -> None:
         rows["warm pool, with tests"] = measure(
             lambda: pool.run(PROGRAM, tests=TESTS).verdict.value, args.seconds, threads
         )
-    report = {"isolation": probe_isolation().layers, "cpus": os.cpu_count(), "threads": threads, "rows": rows}
+        rows["warm pool, 10 asserts"] = measure(
+            lambda: pool.run(PROGRAM, tests=TESTS_10).verdict.value, args.seconds, threads
+        )
+    reference = ReferenceHarness(timeout_s=limits.wall_s)
+    rows["reference harness (no isolation)"] = measure(
+        lambda: reference.check(PROGRAM, ""), args.seconds, threads
+    )
+    rows["reference harness, 10 asserts"] = measure(
+        lambda: reference.check(PROGRAM, TESTS_10), args.seconds, threads
+    )
+    ratios = {
+        "pool / reference, no tests": _ratio(rows, "warm pool", "reference harness (no isolation)"),
+        "pool / reference, 10 asserts": _ratio(
+            rows, "warm pool, 10 asserts", "reference harness, 10 asserts"
+        ),
+    }
+    report = {
+        "isolation": probe_isolation().layers,
+        "cpus": os.cpu_count(),
+        "threads": threads,
+        "rows": rows,
+        "ratios": ratios,
+    }
     print(f"isolation: {report['isolation']}   cpus: {report['cpus']}   client threads: {threads}")
     print(f"{'mode':34} {'runs':>6} {'runs/s':>8}  verdicts")
     for name, row in rows.items():
         print(f"{name:34} {row['runs']:>6} {row['runs_per_s']:>8}  {row['verdicts']}")
+    for name, value in ratios.items():
+        print(f"{name:34} {value:>15.2f}x")
     print(json.dumps(report))
     if args.json:
         with open(args.json, "w") as sink:

@@ -27,6 +27,12 @@ the wall time of the verifier call. ``meta = {"tool": name, "checks": [{"verdict
 "reason", "digest", "tool", "tool_version"} per step]}`` is the provenance a
 dataset card needs. The annotator reads ``problem`` and ``rollout.steps``, never
 ``rollout.truth``.
+
+A verifier that raises on one rollout (a tool bug, a hostile input its parser did not expect) must not
+abort the stage for every other rollout, nor fail again on every rerun: that rollout's steps become
+INFRA_ERROR checks (unchecked, so they never become wrong labels) whose reason names the exception,
+and ``meta["verifier_error"]`` says so. A configuration or build-state error
+(:class:`~prmforge.schemas.errors.PrmforgeError`) still stops the build.
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
+from prmforge.schemas.errors import PrmforgeError
 from prmforge.schemas.records import Cost, Problem, Rollout, StepLabels
 from prmforge.verifiers.base import StepVerifier
-from prmforge.verifiers.verdict import Check
+from prmforge.verifiers.verdict import Check, Verdict
 
 __all__ = ["ToolAnnotator", "first_error_from_hard", "labels_from_checks"]
 
@@ -92,7 +99,15 @@ class ToolAnnotator:
         for rollout in rollouts:
             problem = problems[rollout.problem_id]
             started = time.perf_counter()
-            checks = self._verifier.check_steps(problem, rollout.steps)
+            error: str | None = None
+            try:
+                checks = self._verifier.check_steps(problem, rollout.steps)
+            except PrmforgeError:
+                raise
+            except Exception as err:  # one rollout's tool failure is that rollout's, never the stage's
+                error = f"{type(err).__name__}: {err}"[:500]
+                reason = f"the verifier raised {error}"
+                checks = [Check(Verdict.INFRA_ERROR, reason, self._name, "") for _ in rollout.steps]
             seconds = time.perf_counter() - started
             if len(checks) != len(rollout.steps):
                 raise ValueError(
@@ -109,6 +124,7 @@ class ToolAnnotator:
                     cost=Cost(tool_calls=len(checks), seconds=seconds),
                     meta={
                         "tool": self._name,
+                        **({"verifier_error": error} if error is not None else {}),
                         "checks": [
                             {
                                 "verdict": c.verdict.value,

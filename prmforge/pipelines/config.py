@@ -160,12 +160,13 @@ class BuildConfig(Strict):
         return self.fuse.source or self.annotate[0].source
 
     def hashed(self) -> dict[str, Any]:
-        """The config as JSON, less what does not decide content (``output``, ``runner.workers``)."""
+        """The config as JSON, less what does not decide content (``output``, ``runner.workers``...)."""
         data = self.model_dump(mode="json")
         data.pop("output", None)
         data["runner"].pop("workers", None)
         data["runner"].pop("cache", None)  # a cached generation is the same generation
         data["limits"].pop("max_quarantine_share", None)  # a pass/fail threshold, checked at the end
+        data["sandbox"].pop("warm", None)  # a warm jail gives the same verdicts as a fresh one, faster
         return data
 
     def content_hash(self) -> str:

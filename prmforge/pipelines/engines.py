@@ -93,6 +93,7 @@ class WorkerEnv:
         self._policy: TimedPolicy | None = None
         self._cache: RequestCache | None = None
         self._programs: Any = None
+        self._pool: Any = None
 
     @property
     def policy(self) -> TimedPolicy:
@@ -106,20 +107,36 @@ class WorkerEnv:
         return self._policy.seconds if self._policy is not None else 0.0
 
     def programs(self) -> Any:
-        """One compile-and-test verifier per worker: the outcome grader and the annotator share its cache."""
+        """One compile-and-test verifier per worker: the outcome grader and the annotator share its cache.
+
+        With ``sandbox.warm`` (the default) it runs every program in one warm jail of this worker
+        (proved clean after each program, replaced when it is not); otherwise a fresh jail per run.
+        """
         if self._programs is None:
             from prmforge.verifiers.compile_test import CompileTestVerifier
-            from prmforge.verifiers.sandbox import PythonSandbox, Sandbox
+            from prmforge.verifiers.sandbox import PythonSandbox, PythonSandboxPool, Sandbox
 
             isolation = self.config.sandbox.isolation
             weaker = isolation != "bwrap"
-            self._programs = CompileTestVerifier(
-                Sandbox(isolation=isolation, allow_weaker=weaker),
-                PythonSandbox(isolation=isolation, allow_weaker=weaker),
-            )
+            if self.config.sandbox.warm:
+                self._pool = PythonSandboxPool(size=1, isolation=isolation, allow_weaker=weaker)
+                runner: Any = (
+                    self._pool
+                    if hasattr(self._pool, "exec")
+                    else Sandbox(isolation=isolation, allow_weaker=weaker)
+                )
+                self._programs = CompileTestVerifier(runner, self._pool)
+            else:
+                self._programs = CompileTestVerifier(
+                    Sandbox(isolation=isolation, allow_weaker=weaker),
+                    PythonSandbox(isolation=isolation, allow_weaker=weaker),
+                )
         return self._programs
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._cache is not None:
             self._cache.close()
             self._cache = None

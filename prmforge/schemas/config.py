@@ -161,6 +161,12 @@ class SandboxConfig(Strict):
         description="how model-written code runs: full kernel sandbox, or (explicit opt-in, e.g. "
         "without root) resource limits only",
     )
+    warm: bool = Field(
+        True,
+        description="run code in warm jails (one pool per worker, each jail proved clean after every "
+        "program or replaced); false: a fresh jail per execution (slower, for when even a reused, "
+        "checked worker is too much sharing)",
+    )
 
 
 class RunnerConfig(Strict):

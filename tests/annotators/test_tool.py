@@ -9,6 +9,7 @@ import pytest
 
 from prmforge.annotators.base import Annotator
 from prmforge.annotators.tool import ToolAnnotator, first_error_from_hard, labels_from_checks
+from prmforge.schemas.errors import ConfigError
 from prmforge.schemas.records import Problem, Rollout, SamplingParams
 from prmforge.suites.logic import generate_logic_problems, generate_logic_rollouts
 from prmforge.verifiers.equations import EquationVerifier
@@ -108,3 +109,39 @@ def test_a_verifier_that_skips_steps_is_refused() -> None:
     problem = Problem("p1", "math", "?", "", "test")
     with pytest.raises(ValueError, match="1 checks, 2 steps"):
         ToolAnnotator(_Short(), "short").annotate({"p1": problem}, [rollout("p1", ["a", "b"])])
+
+
+class _Raising:
+    """Raises TypeError on the rollout whose first step is ``boom`` (a tool bug, a hostile input)."""
+
+    def check_steps(self, problem: Problem, steps: Sequence[str]) -> list[Check]:
+        if steps and steps[0] == "boom":
+            raise TypeError("unhashable type: 'list'")
+        return [check(Verdict.PASS) for _ in steps]
+
+
+def test_a_verifier_that_raises_on_one_rollout_leaves_the_others_labelled() -> None:
+    problem = Problem("p1", "math", "?", "", "test")
+    rollouts = [
+        rollout("p1", ["a", "b"], "r0"),
+        rollout("p1", ["boom", "c"], "r1"),
+        rollout("p1", ["d"], "r2"),
+    ]
+    first, bad, last = ToolAnnotator(_Raising(), "raising").annotate({"p1": problem}, rollouts)
+    assert (first.hard, first.first_error, last.hard) == ((True, True), -1, (True,))
+    assert (bad.values, bad.hard, bad.first_error) == ((None, None), (None, None), None)
+    assert bad.meta["verifier_error"] == "TypeError: unhashable type: 'list'"
+    assert [c["verdict"] for c in bad.meta["checks"]] == ["INFRA_ERROR", "INFRA_ERROR"]
+    assert bad.meta["checks"][0]["reason"] == "the verifier raised TypeError: unhashable type: 'list'"
+    assert "verifier_error" not in first.meta
+
+
+class _Misconfigured:
+    def check_steps(self, problem: Problem, steps: Sequence[str]) -> list[Check]:
+        raise ConfigError("annotate.0.threshold: must be below 1")
+
+
+def test_a_configuration_error_still_stops_the_build() -> None:
+    problem = Problem("p1", "math", "?", "", "test")
+    with pytest.raises(ConfigError, match="threshold"):
+        ToolAnnotator(_Misconfigured(), "bad").annotate({"p1": problem}, [rollout("p1", ["a"])])

@@ -177,3 +177,19 @@ def test_weaker_isolation_is_an_explicit_choice_recorded_in_the_card(tmp_path: P
     assert isolation["isolation"] == "cleared environment + rlimits only (opted in)"
     assert "| cleared environment + rlimits only (opted in) |" in (tmp_path / "b" / "README.md").read_text()
     assert summarize(tmp_path / "b")["quality"]["first_error_f1"] == 1.0
+
+
+@pytest.mark.slow
+def test_warm_jails_and_fresh_jails_build_the_same_dataset(tmp_path: Path) -> None:
+    """`sandbox.warm` changes how fast code runs, never a label: both builds have one content hash."""
+    inputs = [{"kind": "code", "count": 4}]
+    warm = _config("code", inputs, [{"kind": "compile-test"}], shard_size=4)
+    fresh = _config("code", inputs, [{"kind": "compile-test"}], shard_size=4, sandbox={"warm": False})
+    assert warm.sandbox.warm
+    assert not fresh.sandbox.warm
+    assert warm.content_hash() == fresh.content_hash()
+    LocalRunner().run(warm, tmp_path / "warm")
+    LocalRunner().run(fresh, tmp_path / "fresh")
+    manifests = [json.loads((tmp_path / b / "manifest.json").read_text()) for b in ("warm", "fresh")]
+    assert manifests[0]["content_hash"] == manifests[1]["content_hash"]
+    assert summarize(tmp_path / "warm")["quality"] == summarize(tmp_path / "fresh")["quality"]

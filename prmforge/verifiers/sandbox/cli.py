@@ -2,6 +2,10 @@
 
 A bad argument is reported on one stderr line that names it (``--timeout: must be > 0 (got -1)``,
 ``PROGRAM: x.py is a directory, not a file``), with exit status 2 and no traceback.
+
+Otherwise the result is printed as JSON and the exit status says the verdict (:data:`EXIT_CODES`):
+0 PASS, 1 FAIL, 2 bad usage (or isolation missing), 3 TIMEOUT, 4 MEMORY_LIMIT, 5 OUTPUT_LIMIT,
+6 FILE_LIMIT, 7 CRASH, 8 INFRA_ERROR, 9 any other verdict.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ import json
 import math
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, NoReturn
+from types import MappingProxyType
+from typing import Annotated, Final, NoReturn
 
 import typer
 
@@ -22,6 +28,22 @@ from prmforge.verifiers.sandbox.limits import (
     SandboxResult,
 )
 from prmforge.verifiers.sandbox.runner import MAX_INPUT, PythonSandbox
+from prmforge.verifiers.verdict import Verdict
+
+EXIT_CODES: Final[Mapping[Verdict, int]] = MappingProxyType(
+    {
+        Verdict.PASS: 0,
+        Verdict.FAIL: 1,
+        Verdict.TIMEOUT: 3,
+        Verdict.MEMORY_LIMIT: 4,
+        Verdict.OUTPUT_LIMIT: 5,
+        Verdict.FILE_LIMIT: 6,
+        Verdict.CRASH: 7,
+        Verdict.INFRA_ERROR: 8,
+    }
+)
+"""The exit status of ``sandbox run`` for each verdict; 2 is bad usage, 9 any verdict not listed."""
+OTHER_VERDICT_EXIT = 9
 
 MAX_TIMEOUT_S = 3600.0
 """The largest ``--timeout``: SandboxLimits refuses a longer wall-clock budget."""
@@ -139,7 +161,11 @@ def run(
         bool, typer.Option("--allow-weaker", help="Run with rlimits only if full isolation is missing.")
     ] = False,
 ) -> None:
-    """Run PROGRAM.py (and TESTS.py against it) in a fresh jail; print the verdict as JSON."""
+    """Run PROGRAM.py (and TESTS.py against it) in a fresh jail; print the verdict as JSON.
+
+    Exit status: 0 PASS, 1 FAIL, 2 bad usage, 3 TIMEOUT, 4 MEMORY_LIMIT, 5 OUTPUT_LIMIT, 6 FILE_LIMIT,
+    7 CRASH, 8 INFRA_ERROR.
+    """
     wall_s = parse_timeout(timeout)
     source = read_source("PROGRAM", program)
     test_source = None if tests is None else read_source("--tests", tests)
@@ -158,3 +184,4 @@ def run(
     except (IsolationUnavailable, SandboxInputError) as err:
         _fail(str(err))
     typer.echo(json.dumps(result_json(result), indent=2))
+    raise typer.Exit(EXIT_CODES.get(result.verdict, OTHER_VERDICT_EXIT))

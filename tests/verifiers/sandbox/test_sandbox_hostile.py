@@ -27,7 +27,7 @@ def test_hostile(name: str, backend: Runner, host: Host) -> None:
     """Each hostile program gets its exact verdict; the fixture checks host, leftovers and the next run."""
     case = CASES[name]
     program = case.program.replace("{dir}", str(host.directory)).replace("{port}", str(host.port))
-    result = backend.run(program, tests=case.tests, timeout_s=case.timeout_s)
+    result = backend.run(program, tests=case.tests, timeout_s=case.budget_s)
     assert result.verdict in {case.expect, *case.also}, (
         result.reason,
         result.stdout[-300:],

@@ -1,0 +1,47 @@
+"""Suite-wide rules.
+
+Tests of the isolation layers (the sandbox, the compile-test verifier, the language-server jail) skip
+themselves where a tool is missing on a developer's machine. Under CI (``CI`` set to ``true`` or ``1``)
+such a skip is a failure: CI installs every tool, so a skip there means a layer silently went missing
+and a broken sandbox would otherwise pass green.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+REQUIRED_IN_CI = (
+    "verifiers/sandbox/",
+    "verifiers/test_compile_test.py",
+    "verifiers/test_c_forgery.py",
+    "verifiers/test_lsp.py",
+    "verifiers/test_lsp_reward.py",
+)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def required_in_ci(path: Path) -> bool:
+    """Whether a test file belongs to the isolation suites whose skips fail under CI."""
+    try:
+        rel = path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return False
+    return any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in REQUIRED_IN_CI)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and in_ci() and required_in_ci(Path(str(item.fspath))):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, where every isolation tool must be installed: {reason}"
