@@ -41,6 +41,7 @@ bench: install
 	$(PY) bench/bench_sandbox.py
 	$(PY) bench/bench_verifiers.py
 	$(PY) bench/bench_code.py
+	$(PY) bench/bench_code_build.py
 
 clean:
 	rm -rf out .bench .pytest_cache .mypy_cache .ruff_cache
