@@ -48,50 +48,38 @@ from fractions import Fraction
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
+
+from prmforge.verifiers.answer_extract import (
+    DEFAULT_EXTRACTION,
+    EXTRACTION_MODES,
+    ExtractionMode,
+    extract_final_answer,
+)
+from prmforge.verifiers.answer_extract import clean as _clean
+
+__all__ = [
+    "DEFAULT_EXTRACTION",
+    "EXTRACTION_MODES",
+    "AnswerGrader",
+    "ExtractionMode",
+    "answers_equal",
+    "extract_final_answer",
+]
 
 DEFAULT_MAX_EXPRESSION_CHARS: Final = 1000
 DEFAULT_TIMEOUT_S: Final = 5.0
 _STARTUP_TIMEOUT_S: Final = 60.0
 
-ExtractionMode = Literal["boxed", "minerva", "answer_is", "final_answer", "hashes", "last_math"]
-EXTRACTION_MODES: Final[tuple[ExtractionMode, ...]] = (
-    "boxed",
-    "minerva",
-    "answer_is",
-    "final_answer",
-    "hashes",
-    "last_math",
-)
-DEFAULT_EXTRACTION: Final[tuple[ExtractionMode, ...]] = (
-    "boxed",
-    "minerva",
-    "answer_is",
-    "final_answer",
-    "hashes",
-)
-
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_BOX_GAP = re.compile(
-    r"(?:\s|\$|,|;|\\[,;:! ]|\\quad|\\qquad|\\text\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b)*", re.IGNORECASE
-)
-_MINERVA = re.compile(
-    r"final\s+answer\s+is\s*\$+(.+?)\$+\s*\.?\s*I\s+hope\s+it\s+is\s+correct", re.IGNORECASE | re.DOTALL
-)
-_ANSWER_IS = re.compile(r"\bthe\s+(?:final\s+)?answer\s+is\b[ \t]*:?[ \t]*([^\n]*)", re.IGNORECASE)
-_FINAL_ANSWER = re.compile(
-    r"final\s+answer\s*(?:\*\*)?\s*:[ \t]*(?:\*\*)?[ \t]*\n?[ \t]*([^\n]*)", re.IGNORECASE
-)
-_HASHES = re.compile(r"####[ \t]*([^\n]*)")
-_LEADING_MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
-_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<![\\$])\$([^$]+?)\$", re.DOTALL)
-_LAST_NUMBER = re.compile(r"[+-]?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
-_HOPE = re.compile(r"\.?\s*I\s+hope\s+it\s+is\s+correct\.?\s*$", re.IGNORECASE)
 _LATEX_SPACING = re.compile(r"\\[,;:! ]|\\(?:left|right|displaystyle)(?![A-Za-z])")
 _SPACE = re.compile(r"(?<![A-Za-z])\s+|\s+(?![A-Za-z])")
 _ASSIGNMENT = re.compile(r"[A-Za-z]=(.+)")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,3})?")
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+# A decimal comma (European style): one comma, not followed by exactly three digits ("2,74",
+# "1000,99"), or after a lone zero ("0,111", which no thousands grouping writes).
+_DECIMAL_COMMA = re.compile(r"([+-]?\d+),(\d{1,2}|\d{4,})|([+-]?0),(\d+)")
+_DECIMAL = re.compile(r"[+-]?\d*\.(\d+)")
 _SLASH = re.compile(r"([+-]?\d+)/(\d+)")
 _FRAC = re.compile(r"([+-]?)\\[dtc]?frac(?:\{([^{}]+)\}\{([^{}]+)\}|(\d)(\d))")
 # A number followed by a unit in words ("18 dollars", "5 \\text{ cm}"): compared by its number.
@@ -103,18 +91,6 @@ _UNIT = re.compile(
 _LIST_COMMA = re.compile(r",\s")
 
 
-def extract_final_answer(text: str, extraction: tuple[str, ...] = DEFAULT_EXTRACTION) -> str | None:
-    """The final answer in ``text``, or None when it states none (see the module doc for the modes).
-
-    Strips surrounding whitespace, a trailing period, ``$`` signs and markdown bold; units are kept.
-    """
-    for mode in extraction:
-        answer = _EXTRACTORS[mode](text)
-        if answer:
-            return answer
-    return None
-
-
 def answers_equal(
     predicted: str | None,
     gold: str,
@@ -122,12 +98,16 @@ def answers_equal(
     max_expression_chars: int = DEFAULT_MAX_EXPRESSION_CHARS,
     tolerance: float = 0.0,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    rounded: bool = True,
 ) -> bool | None:
     """Whether ``predicted`` states the same answer as ``gold`` (see the module doc).
 
     False for a missing prediction and for an expression longer than ``max_expression_chars``;
     None when math-verify could not decide within ``timeout_s`` seconds. ``tolerance`` is relative:
-    ``|predicted - gold| <= tolerance * |gold|`` for numbers (0: exact).
+    ``|predicted - gold| <= tolerance * |gold|`` for numbers (0: exact). ``rounded``: a decimal with
+    at least two fractional digits equals a number with no finite decimal expansion when it is that
+    number rounded or cut to the digits shown (0.33 and 0.333 for 1/3, 2.6667 for 8/3; never 0.13 for
+    1/8, which a decimal writes exactly), as math-verify's own comparison rounds.
     """
     if predicted is None:
         return False
@@ -143,7 +123,9 @@ def answers_equal(
         return True
     x, y = _fast_number(predicted, a), _fast_number(gold, b)
     if x is not None and y is not None:
-        return abs(x - y) <= Fraction(tolerance) * abs(y) if tolerance else x == y
+        if tolerance:
+            return abs(x - y) <= Fraction(tolerance) * abs(y)
+        return x == y or (rounded and (_rounded(a, x, y) or _rounded(b, y, x)))
     if len(a) > max_expression_chars or len(b) > max_expression_chars:
         return False
     return _ENGINE.equal(_clean(predicted), _clean(gold), tolerance, timeout_s)
@@ -162,6 +144,7 @@ class AnswerGrader:
     extraction: tuple[str, ...] = field(default=DEFAULT_EXTRACTION)
     tolerance: float = 0.0
     timeout_s: float = DEFAULT_TIMEOUT_S
+    rounded: bool = True
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.extraction if m not in EXTRACTION_MODES]
@@ -190,6 +173,7 @@ class AnswerGrader:
             max_expression_chars=self.max_expression_chars,
             tolerance=self.tolerance,
             timeout_s=self.timeout_s,
+            rounded=self.rounded,
         )
 
     @property
@@ -203,6 +187,7 @@ class AnswerGrader:
             "extraction": ",".join(self.extraction),
             "tolerance": repr(self.tolerance),
             "timeout_s": repr(self.timeout_s),
+            "rounded_decimals": repr(self.rounded),
         }
 
 
@@ -212,103 +197,6 @@ def _version(distribution: str) -> str:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return "not installed"
-
-
-# --- extraction ----------------------------------------------------------------------------------
-
-
-def _extract_boxed(text: str) -> str | None:
-    spans: list[tuple[int, int, str]] = []  # (start of \boxed, end after its brace, content)
-    for match in _BOXED.finditer(text):
-        content = _braced(text, match.end())
-        if content is not None:
-            spans.append((match.start(), match.end() + len(content) + 1, content))
-    while spans and not _clean(spans[-1][2]):
-        spans.pop()
-    if not spans:
-        return None
-    group = [spans[-1]]
-    for span in reversed(spans[:-1]):
-        if not _BOX_GAP.fullmatch(text[span[1] : group[0][0]]) or not _clean(span[2]):
-            break
-        group.insert(0, span)
-    return ", ".join(_clean(content) for _, _, content in group)
-
-
-def _extract_minerva(text: str) -> str | None:
-    for match in reversed(list(_MINERVA.finditer(text))):
-        if cleaned := _clean(match.group(1)):
-            return cleaned
-    return None
-
-
-def _answer_text(candidate: str) -> str:
-    """The answer in what follows an anchor: its leading ``$...$`` span, else the line up to "I hope"."""
-    candidate = candidate.strip()
-    if m := _LEADING_MATH.match(candidate):
-        return _clean(next(g for g in m.groups() if g is not None))
-    return _clean(_HOPE.sub("", candidate))
-
-
-def _extract_answer_is(text: str) -> str | None:
-    for match in reversed(list(_ANSWER_IS.finditer(text))):
-        if cleaned := _answer_text(match.group(1)):
-            return cleaned
-    return None
-
-
-def _extract_final_answer_line(text: str) -> str | None:
-    for match in reversed(list(_FINAL_ANSWER.finditer(text))):
-        line = match.group(1)
-        inner = _extract_minerva(line) or _extract_answer_is(line) or _answer_text(line)
-        if inner:
-            return inner
-    return None
-
-
-def _extract_hashes(text: str) -> str | None:
-    for match in reversed(list(_HASHES.finditer(text))):
-        if cleaned := _clean(match.group(1)):
-            return cleaned
-    return None
-
-
-def _extract_last_math(text: str) -> str | None:
-    for match in reversed(list(_MATH_SPAN.finditer(text))):
-        if cleaned := _clean(next(g for g in match.groups() if g is not None)):
-            return cleaned
-    numbers = _LAST_NUMBER.findall(text)
-    return numbers[-1].rstrip(",") if numbers else None
-
-
-_EXTRACTORS = {
-    "boxed": _extract_boxed,
-    "minerva": _extract_minerva,
-    "answer_is": _extract_answer_is,
-    "final_answer": _extract_final_answer_line,
-    "hashes": _extract_hashes,
-    "last_math": _extract_last_math,
-}
-
-
-def _braced(text: str, start: int) -> str | None:
-    """The text from ``start`` up to the brace that closes the one just before it, if any."""
-    depth = 1
-    for i in range(start, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:i]
-    return None
-
-
-def _clean(answer: str) -> str:
-    answer = answer.replace("\\$", "").replace("$", "").strip().rstrip(". \t")
-    while answer.startswith("**") and answer.endswith("**") and len(answer) >= 4:
-        answer = answer[2:-2].strip()
-    return answer.rstrip(". \t").strip()
 
 
 # --- the exact-number fast path ------------------------------------------------------------------
@@ -335,11 +223,37 @@ def _fast_number(raw: str, normalized: str) -> Fraction | None:
     return _number(normalized)
 
 
+def _rounded(shown: str, decimal: Fraction, exact: Fraction) -> bool:
+    """Whether the decimal ``shown`` (at least two fractional digits) is ``exact`` rounded or cut to
+    the digits shown, where ``exact`` has no finite decimal expansion (1/12 as 0.0833, 8/3 as 2.6667).
+
+    A number that a decimal can write exactly (0.125) must be written exactly.
+    """
+    m = _DECIMAL.fullmatch(shown)
+    if m is None or len(m.group(1)) < 2 or _terminates(exact):
+        return False
+    scale = 10 ** len(m.group(1))
+    rounded = abs(decimal - exact) <= Fraction(1, 2 * scale)
+    cut = decimal == Fraction(int(exact * scale), scale)  # int() cuts toward zero
+    return rounded or cut
+
+
+def _terminates(value: Fraction) -> bool:
+    den = value.denominator
+    for prime in (2, 5):
+        while den % prime == 0:
+            den //= prime
+    return den == 1
+
+
 def _number(text: str) -> Fraction | None:
     if _NUMBER.fullmatch(text):
         return Fraction(text)
-    if _THOUSANDS.fullmatch(text):
+    if _THOUSANDS.fullmatch(text) and not _DECIMAL_COMMA.fullmatch(text):
         return Fraction(text.replace(",", ""))
+    if m := _DECIMAL_COMMA.fullmatch(text):
+        whole, part = (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(3), m.group(4))
+        return Fraction(f"{whole}.{part}")
     if m := _SLASH.fullmatch(text):
         return Fraction(int(m.group(1)), int(m.group(2))) if int(m.group(2)) else None
     if m := _FRAC.fullmatch(text):

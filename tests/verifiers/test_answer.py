@@ -69,7 +69,6 @@ def test_equivalent_answers(predicted: str, gold: str) -> None:
     [
         ("12", "112"),  # never substring matching
         ("112", "12"),
-        ("0.333", "1/3"),  # exact, not approximate
         ("\\pi", "3.14159"),
         ("x+1", "x-1"),
         ("\\frac{1}{0}", "0"),
@@ -103,3 +102,73 @@ def test_grader_expression_cap() -> None:
     """Expressions longer than the cap are not given to sympy."""
     assert AnswerGrader(max_expression_chars=9).grade("\\boxed{(x+1)(x+2)}", "x^2+3x+2") is False
     assert AnswerGrader().grade("\\boxed{(x+1)(x+2)}", "x^2+3x+2") is True
+
+
+@pytest.mark.parametrize(
+    ("predicted", "gold", "expected"),
+    [
+        ("0.333", "1/3", True),  # 1/3 rounded to the digits shown
+        ("0.33", "\\frac{1}{3}", True),
+        ("0.34", "1/3", False),  # neither rounded nor cut
+        ("0.32", "1/3", False),
+        ("2.6667", "8/3", True),  # rounded
+        ("2.6666", "8/3", True),  # cut
+        ("-2.6667", "-8/3", True),
+        ("2.67", "8/3", True),
+        ("2.7", "8/3", False),  # one fractional digit is not enough to say
+        ("0.0833333333333333", "\\frac{1}{12}", True),
+        ("0.13", "1/8", False),  # 1/8 has a finite expansion, 0.125: it must be written exactly
+        ("0.125", "1/8", True),
+        ("1/3", "0.333", True),  # either side may be the decimal
+    ],
+)
+def test_rounded_decimals_of_numbers_without_a_finite_expansion(
+    predicted: str, gold: str, expected: bool
+) -> None:
+    assert answers_equal(predicted, gold) is expected
+    if expected and predicted.lstrip("-") not in ("0.125",) and "/" not in predicted:
+        assert answers_equal(predicted, gold, rounded=False) is False
+
+
+@pytest.mark.parametrize(
+    ("predicted", "gold", "expected"),
+    [
+        ("1,22", "1.22", True),  # a decimal comma
+        ("1000,99", "1000.99", True),
+        ("0,111", "0.111", True),  # no thousands grouping writes a lone zero first
+        ("1,222", "1222", True),  # three digits after the comma: thousands
+        ("1,222", "1.222", False),
+        ("32, 349", "32349", False),  # a list, never a number
+    ],
+)
+def test_decimal_commas_and_thousands(predicted: str, gold: str, expected: bool) -> None:
+    assert answers_equal(predicted, gold) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("Final Answer: The largest $n$ is 34.", "34"),  # a sentence states its last number
+        ("Final Answer: The volume of $ABCDEFGH$ is 120. I hope it is correct.", "120"),
+        ("Final Answer: the roots are $x = 3$", "x = 3"),  # its last math span
+        ("Final Answer: $x^2+1$", "x^2+1"),
+        ("The final answer is 12,000,023. I hope it is correct. <|im_start|>user", "12,000,023"),
+        ("Final Answer: 7. I hope it is correct.\n\nProblem: next", "7"),
+    ],
+)
+def test_final_answer_sentences(text: str, answer: str) -> None:
+    assert extract_final_answer(text) == answer
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("\\frac{10}{9}", "\\frac{10}{9}"),  # the whole text is one expression
+        ("1 000", "1 000"),
+        (".4", ".4"),
+        ("the answer might be 5 or 6", "6"),  # prose: its last number
+    ],
+)
+def test_last_math_reads_a_bare_expression_whole(text: str, answer: str) -> None:
+    assert extract_final_answer(text, ("last_math",)) == answer
+    assert extract_final_answer(text) is None or text.startswith("the")
