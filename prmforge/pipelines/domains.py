@@ -64,9 +64,10 @@ class CodeDomain:
         return tuple(line for line in text.splitlines() if line.strip())
 
     def grade(self, problem: Problem, text: str) -> Outcome:
-        """An infrastructure failure leaves the outcome unknown (None), never wrong."""
+        """A run that checked nothing (INFRA_ERROR, or ABSTAIN for tests that cannot be trusted, such as
+        a free-form C ``main``) leaves the outcome unknown (None), never wrong."""
         outcome = self._programs().run_program(code_spec_of(problem), self.segment(problem, text))
-        if outcome.verdict is Verdict.INFRA_ERROR:
+        if outcome.verdict.status == "unchecked":
             return None, None
         return None, outcome.verdict is Verdict.PASS
 

@@ -1,10 +1,11 @@
 """The built-in ``code`` suite: small Python and C functions with unit tests and exact line-level truth.
 
 Each task has a reference solution, written as lines, and tests: Python tests
-are ``assert`` statements run after the program; a C test driver is a
-``main()`` appended to the program that returns nonzero on the first failed
-check (C tasks also carry a *prelude* of ``#include`` lines that is not part of
-the solution).
+are ``assert`` statements run against the program; C tests are structured checks
+(``prmforge-c-checks/1`` JSON: call, return type, expected value, buffers) that a
+trusted driver runs from outside the sample's process
+(:mod:`prmforge.verifiers.c_harness`). C tasks also carry a *prelude* of
+``#include`` lines that is not part of the solution.
 
 **Steps are lines.** A solution's steps are its non-blank source lines, with
 their indentation; step t of a rollout is line t of its program.

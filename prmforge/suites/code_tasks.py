@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from prmforge.languages.code_program import LANGUAGES, Language
+from prmforge.languages.code_program import LANGUAGES, CBuffer, CCheck, CTests, Language, c_tests_text
 
 __all__ = ["BUG_KINDS", "BY_NAME", "LANGUAGES", "TASKS", "Bug", "BugKind", "CodeTask", "Language"]
 
@@ -46,18 +46,36 @@ def _lines(source: str) -> tuple[str, ...]:
     return tuple(line for line in textwrap.dedent(source).splitlines() if line.strip())
 
 
-def _task(name: str, language: Language, description: str, source: str, tests: str, *bugs: Bug) -> CodeTask:
+def _task(
+    name: str, language: Language, description: str, source: str, tests: str | tuple[CCheck, ...], *bugs: Bug
+) -> CodeTask:
     reference = _lines(source)
     entry = reference[0].split("(")[0].split()[-1].lstrip("*")
     prelude = "#include <string.h>\n#include <stdlib.h>" if language == "c" else ""
-    return CodeTask(name, language, entry, description, reference, textwrap.dedent(tests).strip() + "\n",
-                    tuple(bugs), prelude)  # fmt: skip
+    if isinstance(tests, tuple):  # C: structured checks; the prototype is the reference's signature
+        text = c_tests_text(CTests(reference[0].split("{")[0].strip() + ";", tests))
+    else:
+        text = textwrap.dedent(tests).strip() + "\n"
+    return CodeTask(name, language, entry, description, reference, text, tuple(bugs), prelude)
 
 
-def _c_tests(*checks: str, setup: str = "") -> str:
-    body = "\n".join(f"    if (!({check})) return {i + 1};" for i, check in enumerate(checks))
-    head = f"    {setup}\n" if setup else ""
-    return f"int main(void) {{\n{head}{body}\n    return 0;\n}}\n"
+def _ints(function: str, *pairs: tuple[str, str]) -> tuple[CCheck, ...]:
+    """One int-returning check per ``(arguments, expected)`` pair."""
+    return tuple(CCheck(f"{function}({args})", returns="int", expect=expect) for args, expect in pairs)
+
+
+def _reversed(text: str) -> CCheck:
+    """``reverse(buf)`` on a 16-byte buffer holding ``text``; compared as a string."""
+    return CCheck(
+        "reverse(buf)", buffers=(CBuffer("buf", "char", 16, f'"{text}"', f'"{text[::-1]}"', "string"),)
+    )
+
+
+def _maxima(xs: str, n: int, maxima: str) -> CCheck:
+    """``running_max`` of ``xs`` (n elements) into an n-element ``out``, compared element by element."""
+    return CCheck(
+        f"running_max((int[]){{{xs}}}, {n}, out)", buffers=(CBuffer("out", "int", n, expect=f"{{{maxima}}}"),)
+    )
 
 
 _OPS, _OFF, _VAR, _CONST, _DEL = BUG_KINDS
@@ -204,8 +222,7 @@ TASKS: Final[tuple[CodeTask, ...]] = (
             }
             return total;
         }
-        """, _c_tests("sum_digits(0) == 0", "sum_digits(123) == 6", "sum_digits(-45) == 9",
-                      "sum_digits(1000) == 1"),
+        """, _ints("sum_digits", ("0", "0"), ("123", "6"), ("-45", "9"), ("1000", "1")),
         Bug(4, _OPS, "+=", "-="), Bug(2, _CONST, "0", "1"), Bug(3, _OFF, "n > 0", "n > 1"),
         Bug(1, _OPS, "n < 0", "n > 0"), Bug(4, _CONST, "10", "8")),
     _task("gcd_c", "c", "Return the greatest common divisor of the non-negative integers a and b.", """
@@ -217,8 +234,7 @@ TASKS: Final[tuple[CodeTask, ...]] = (
             }
             return a;
         }
-        """, _c_tests("gcd(12, 18) == 6", "gcd(18, 12) == 6", "gcd(7, 0) == 7", "gcd(0, 5) == 5",
-                      "gcd(17, 5) == 1"),
+        """, _ints("gcd", ("12, 18", "6"), ("18, 12", "6"), ("7, 0", "7"), ("0, 5", "5"), ("17, 5", "1")),
         Bug(2, _VAR, "a % b", "b % a"), Bug(3, _VAR, "a = b", "a = t"), Bug(3, _DEL),
         Bug(6, _VAR, "return a", "return b")),
     _task("is_prime_c", "c", "Return 1 when n is prime, else 0.", """
@@ -229,9 +245,8 @@ TASKS: Final[tuple[CodeTask, ...]] = (
             }
             return 1;
         }
-        """, _c_tests("!is_prime(0) && !is_prime(1) && is_prime(2) && is_prime(3)",
-                      "!is_prime(4) && is_prime(5) && !is_prime(9) && !is_prime(25)",
-                      "is_prime(97) && !is_prime(91)"),
+        """, _ints("is_prime", ("0", "0"), ("1", "0"), ("2", "1"), ("3", "1"), ("4", "0"), ("5", "1"),
+                   ("9", "0"), ("25", "0"), ("97", "1"), ("91", "0")),
         Bug(1, _OFF, "n < 2", "n < 3"), Bug(2, _OPS, "<=", "<"), Bug(2, _CONST, "i = 2", "i = 1"),
         Bug(3, _CONST, "== 0", "== 1")),
     _task("binary_search_c", "c", "Return an index of target in the sorted array xs of length n, or -1.", """
@@ -246,10 +261,9 @@ TASKS: Final[tuple[CodeTask, ...]] = (
             }
             return -1;
         }
-        """, _c_tests("binary_search((int[]){1, 3, 5, 7, 9}, 5, 1) == 0",
-                      "binary_search((int[]){1, 3, 5, 7, 9}, 5, 9) == 4",
-                      "binary_search((int[]){1, 3, 5, 7, 9}, 5, 4) == -1",
-                      "binary_search((int[]){2}, 1, 2) == 0"),
+        """, _ints("binary_search", ("(int[]){1, 3, 5, 7, 9}, 5, 1", "0"),
+                   ("(int[]){1, 3, 5, 7, 9}, 5, 9", "4"), ("(int[]){1, 3, 5, 7, 9}, 5, 4", "-1"),
+                   ("(int[]){2}, 1, 2", "0")),
         Bug(2, _OFF, "n - 1", "n - 2"), Bug(3, _OPS, "<=", "<"), Bug(6, _OPS, "<", ">"),
         Bug(9, _CONST, "-1", "0")),
     _task("reverse_c", "c", "Reverse the NUL-terminated string s in place.", """
@@ -264,10 +278,7 @@ TASKS: Final[tuple[CodeTask, ...]] = (
                 j--;
             }
         }
-        """, _c_tests("strcmp((reverse(strcpy(buf, \"abcd\")), buf), \"dcba\") == 0",
-                      "strcmp((reverse(strcpy(buf, \"abc\")), buf), \"cba\") == 0",
-                      "strcmp((reverse(strcpy(buf, \"x\")), buf), \"x\") == 0",
-                      "strcmp((reverse(strcpy(buf, \"\")), buf), \"\") == 0", setup="char buf[16];"),
+        """, tuple(_reversed(s) for s in ("abcd", "abc", "x", "")),
         Bug(2, _OFF, "- 1", "- 0"), Bug(6, _VAR, "= tmp", "= s[i]"), Bug(8, _DEL),
         Bug(3, _OPS, "i < j", "i > j")),
     _task("running_max_c", "c", "Write the running maxima of xs[0..n) (n >= 1) into out.", """
@@ -278,10 +289,8 @@ TASKS: Final[tuple[CodeTask, ...]] = (
                 out[i] = best;
             }
         }
-        """, _c_tests("(running_max((int[]){3, 1, 4, 1, 5}, 5, out), 1)",
-                      "out[0] == 3 && out[1] == 3 && out[2] == 4 && out[3] == 4 && out[4] == 5",
-                      "(running_max((int[]){-2, -5, -1}, 3, out), out[0] == -2 && out[1] == -2)",
-                      "out[2] == -1", setup="int out[8] = {0};"),
+        """, (_maxima("3, 1, 4, 1, 5", 5, "3, 3, 4, 4, 5"), _maxima("-2, -5, -1", 3, "-2, -2, -1"),
+              _maxima("7", 1, "7")),
         Bug(2, _OFF, "i = 0", "i = 1"), Bug(3, _OPS, "xs[i] > best", "xs[i] < best"),
         Bug(4, _VAR, "= best", "= xs[i]"), Bug(1, _CONST, "xs[0]", "0")),
     _task("count_words_c", "c", "Return the number of space-separated words in s.", """
@@ -298,8 +307,7 @@ TASKS: Final[tuple[CodeTask, ...]] = (
             }
             return count;
         }
-        """, _c_tests("count_words(\"\") == 0", "count_words(\"one\") == 1",
-                      "count_words(\"  two words \") == 2", "count_words(\"a b  c\") == 3"),
+        """, _ints("count_words", ('""', "0"), ('"one"', "1"), ('"  two words "', "2"), ('"a b  c"', "3")),
         Bug(1, _CONST, "0", "1"), Bug(5, _CONST, "0", "1"), Bug(7, _DEL), Bug(4, _OPS, "==", "!=")),
     _task("fib_c", "c", "Return the n-th Fibonacci number (fib(0) = 0, fib(1) = 1).", """
         int fib(int n) {
@@ -312,7 +320,7 @@ TASKS: Final[tuple[CodeTask, ...]] = (
             }
             return a;
         }
-        """, _c_tests("fib(0) == 0", "fib(1) == 1", "fib(2) == 1", "fib(10) == 55", "fib(20) == 6765"),
+        """, _ints("fib", ("0", "0"), ("1", "1"), ("2", "1"), ("10", "55"), ("20", "6765")),
         Bug(3, _OFF, "i < n", "i <= n"), Bug(4, _OPS, "a + b", "a - b"), Bug(5, _VAR, "a = b", "a = t"),
         Bug(2, _CONST, "1", "2")),
 )  # fmt: skip

@@ -2,12 +2,34 @@
 
 **What runs.** A Python program runs in :class:`PythonSandbox` with the
 problem's tests (PASS only when the outside harness saw every test complete).
-A C program is compiled by gcc in one :meth:`Sandbox.exec` jail under
-*compile limits* of its own (address space, file size, wall time, a capped
-log): ``char big[1L<<31]={1};`` or ``#include </dev/zero>`` end in
-COMPILE_LIMIT instead of a 2 GiB object file or a 4 GiB allocation. The
-binary is collected and run in a *separate* jail under run limits; the test
-driver's ``main`` returns nonzero on the first failed check.
+A C program is judged by structured checks
+(:class:`~prmforge.languages.code_program.CTests`) in two jails:
+
+1. *build* (compile limits of its own: address space, file size, wall time, a
+   capped log, so ``char big[1L<<31]={1};`` or ``#include </dev/zero>`` end in
+   COMPILE_LIMIT): the sample's translation unit (prelude, solution lines and
+   the entry point's prototype, which turns a different signature into a
+   COMPILE_ERROR) is compiled alone (``gcc -c``), every global symbol but the
+   entry point is made local (``objcopy --keep-global-symbol``), and it is
+   linked with the runner's stub into ``runner``;
+2. on the host, the object files are checked (:mod:`~prmforge.verifiers.c_object`):
+   no constructor or destructor tables, no init/fini code, no IFUNC, no
+   dynamic-only relocation, no definition of ``main``, ``_start``, a reserved
+   or C-library name, and nothing global left but the entry point. A sample
+   that breaks a rule is FAIL with the rule as its reason and never runs: the
+   program compiled, but it tries to run code outside the tested call or to
+   replace the harness's functions, so it cannot pass;
+3. *run* (run limits): the trusted driver (:mod:`~prmforge.verifiers.c_driver`,
+   built once per task from the checks alone, never linked with sample code)
+   runs each check in a fresh runner process and compares the result in its
+   own memory. PASS needs the driver's report with this run's nonce (sent on
+   stdin, read by the driver after the last check) saying that all N checks
+   passed, and the sandbox's PASS for the driver; otherwise the first failed
+   check decides (FAIL, CRASH, TIMEOUT, FILE_LIMIT), or the sandbox's verdict.
+
+Two jails per C program, as before (the driver and stub are built once per
+task and cached). A free-form C ``int main`` test driver is refused: its lines
+are ABSTAIN, with the reason :func:`~prmforge.languages.code_program.code_spec_of` gives.
 
 **Line labels.** PRLCoder (METHODS.md §2(j)) labels line i of a reference by
 running the reference with only line i changed: c' = l_1..l_{i-1}, l_i',
@@ -26,18 +48,16 @@ COMPILE_LIMIT, CRASH, ... (see :mod:`prmforge.verifiers.verdict`).
 Two shortcuts, both exact: when the rollout's own program passes, every
 prefix is completable (by its own remainder) and every line is PASS without
 further runs; a completed prefix equal to the reference reuses the
-reference's run. Every outcome is cached by program text, so reference
+reference's run. Every outcome is cached by program text and tests, so reference
 copies and repeated prefixes cost nothing after the first time.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from prmforge.languages.code_program import (
@@ -48,10 +68,12 @@ from prmforge.languages.code_program import (
     completed_prefix,
 )
 from prmforge.schemas.records import Problem
-from prmforge.verifiers.sandbox import PythonSandbox, Sandbox, SandboxLimits, SandboxResult
+from prmforge.verifiers.c_harness import CFLAGS, CHarness, Outcome, classify_compile
+from prmforge.verifiers.sandbox import PythonSandbox, Sandbox, SandboxLimits
 from prmforge.verifiers.verdict import Check, Verdict
 
 __all__ = [
+    "CFLAGS",
     "COMPILE_LIMITS",
     "RUN_LIMITS",
     "CompileTestVerifier",
@@ -67,46 +89,7 @@ COMPILE_LIMITS: Final = SandboxLimits(
 RUN_LIMITS: Final = SandboxLimits(
     wall_s=2.0, address_space_bytes=256 * MiB, file_size_bytes=1 * MiB, output_bytes=64 * 1024, pids=8
 )
-"""The compiled test binary's jail."""
-CFLAGS: Final = ("-std=c11", "-O1", "-fmax-errors=5", "-o", "prog", "main.c")
-_LIMIT_VERDICTS: Final = frozenset(
-    {Verdict.TIMEOUT, Verdict.MEMORY_LIMIT, Verdict.OUTPUT_LIMIT, Verdict.FILE_LIMIT, Verdict.CRASH}
-)
-_UNCHECKED_VERDICTS: Final = frozenset({Verdict.INFRA_ERROR, Verdict.UNAVAILABLE, Verdict.ABSTAIN})
-_RESOURCE_MESSAGE = re.compile(
-    rb"memory exhausted|out of memory|cannot allocate|file size limit|file too large|"
-    rb"no space left|signal terminated program|killed signal|"
-    rb"nested depth|depth exceeds maximum|exceeds maximum of|iteration count exceeds",
-    re.IGNORECASE,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The verdict of one program run (compile included), with its provenance."""
-
-    verdict: Verdict
-    reason: str
-    seconds: float
-    digest: str = ""
-
-
-def classify_compile(result: SandboxResult) -> Verdict | None:
-    """The verdict of a gcc run: None when it compiled; an unchecked verdict passes through.
-
-    COMPILE_LIMIT when a limit stopped it: a sandbox limit (time, memory, file size, log size, a
-    signal), or a resource or nesting limit named in gcc's log (out of memory, file size, include
-    or template depth, constexpr iterations). COMPILE_ERROR for an ordinary rejected program.
-    """
-    if result.verdict in _UNCHECKED_VERDICTS:
-        return result.verdict
-    if result.verdict is Verdict.PASS:
-        return None
-    if result.verdict in _LIMIT_VERDICTS or result.signal is not None:
-        return Verdict.COMPILE_LIMIT
-    if result.stderr_truncated or _RESOURCE_MESSAGE.search(result.stderr):
-        return Verdict.COMPILE_LIMIT
-    return Verdict.COMPILE_ERROR
+"""The test driver's jail (the driver and one runner process at a time)."""
 
 
 def _tail(data: bytes, limit: int = 300) -> str:
@@ -124,7 +107,7 @@ def _compiler_version(gcc: str) -> str:
 class CompileTestVerifier:
     """A :class:`~prmforge.verifiers.base.StepVerifier` for ``code`` problems (see the module docstring).
 
-    ``sandbox`` runs gcc and C binaries; ``python`` runs Python programs with
+    ``sandbox`` runs gcc and the C test driver; ``python`` runs Python programs with
     their tests. ``cache_size`` bounds the outcome cache (entries, LRU).
     """
 
@@ -148,7 +131,8 @@ class CompileTestVerifier:
         self.gcc_version = _compiler_version(self.gcc)
         self.cache_size = cache_size
         self.runs = 0
-        self._cache: OrderedDict[tuple[str, str, str], Outcome] = OrderedDict()
+        self.c = CHarness(self.sandbox, compile_limits, run_limits, self.gcc)
+        self._cache: OrderedDict[tuple[str, str, str, str], Outcome] = OrderedDict()
 
     # ---- one program -----------------------------------------------------------
 
@@ -159,14 +143,14 @@ class CompileTestVerifier:
         return "compile-test/python", "python3"
 
     def run_program(self, spec: CodeSpec, lines: Sequence[str]) -> Outcome:
-        """Compile (C) and test ``lines`` as the solution to ``spec``; cached by program text."""
-        program = assemble_program(spec, lines, with_tests=spec.language == "c")
-        key = (spec.language, program, spec.tests if spec.language == "python" else "")
+        """Compile (C) and test ``lines`` as the solution to ``spec``; cached by program text and tests."""
+        program = assemble_program(spec, lines, with_tests=False)
+        key = (spec.language, program, spec.tests, spec.entry_point)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             return Outcome(cached.verdict, cached.reason, 0.0, cached.digest)
-        outcome = self.run_c(program) if spec.language == "c" else self.run_python(program, spec.tests)
+        outcome = self.run_c(spec, program) if spec.language == "c" else self.run_python(program, spec.tests)
         self.runs += 1
         self._cache[key] = outcome
         while len(self._cache) > self.cache_size:
@@ -179,26 +163,11 @@ class CompileTestVerifier:
             result.verdict, result.reason or _tail(result.stderr), result.seconds, result.output_digest
         )
 
-    def run_c(self, source: str) -> Outcome:
-        """gcc in one jail (compile limits), the binary in another (run limits)."""
-        built = self.sandbox.exec(
-            [self.gcc, *CFLAGS],
-            files={"main.c": source.encode("utf-8")},
-            limits=self.compile_limits,
-            collect=("prog",),
-        )
-        verdict = classify_compile(built)
-        binary = (built.files or {}).get("prog")
-        if verdict is None and binary is None:
-            verdict, reason = Verdict.COMPILE_LIMIT, "gcc exited 0 but left no binary"
-        else:
-            reason = f"gcc: {built.reason}; {_tail(built.stderr)}" if verdict is not None else ""
-        if verdict is not None:
-            return Outcome(verdict, reason, built.seconds, built.output_digest)
-        assert binary is not None
-        ran = self.sandbox.exec(["./prog"], files={"prog": binary}, limits=self.run_limits)
-        reason = ran.reason or (f"exit code {ran.exit_code}" if ran.exit_code else "")
-        return Outcome(ran.verdict, reason, built.seconds + ran.seconds, ran.output_digest)
+    def run_c(self, spec: CodeSpec, source: str) -> Outcome:
+        """The sample translation unit ``source`` (prelude + solution) against ``spec``'s C checks."""
+        if spec.c_tests is None:
+            return Outcome(Verdict.ABSTAIN, spec.tests_error or "no structured C tests", 0.0)
+        return self.c.run(spec, spec.c_tests, source)
 
     # ---- line labels -------------------------------------------------------------
 
@@ -210,6 +179,8 @@ class CompileTestVerifier:
         tool, version = self.tool(spec.language)
         if not steps:
             return []
+        if spec.language == "c" and spec.c_tests is None:
+            return [Check(Verdict.ABSTAIN, spec.tests_error, tool, version) for _ in steps]
         reference = self.run_program(spec, spec.reference)
         if reference.verdict is not Verdict.PASS:
             reason = f"the reference solution does not pass ({reference.verdict}): {reference.reason}"

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
+from prmforge.languages.code_program import CodeSpec, CodeSpecError, code_spec_of, parse_c_tests
 from prmforge.schemas.records import Problem
 from prmforge.suites.code import Bug, apply_bug, code_tasks, generate_code_problems
 from prmforge.verifiers.base import StepVerifier
-from prmforge.verifiers.compile_test import CompileTestVerifier
+from prmforge.verifiers.compile_test import CompileTestVerifier, Outcome
 from prmforge.verifiers.sandbox import IsolationUnavailable, SandboxLimits
 from prmforge.verifiers.verdict import Verdict
 
 PROBLEMS = {p.meta["task"]: p for p in generate_code_problems(16, 0)}
 TASKS = {t.name: t for t in code_tasks()}
+GCD = code_spec_of(PROBLEMS["gcd_c"])
+RIGHT_GCD = "int gcd(int a, int b) { while (b) { int t = a % b; a = b; b = t; } return a; }\n"
+
+
+def run_c(verifier: CompileTestVerifier, body: str, spec: CodeSpec = GCD) -> Outcome:
+    """``body`` as the solution of a C task (after the task's prelude)."""
+    return verifier.run_c(spec, f"{spec.prelude}\n{body}")
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +122,7 @@ def test_two_gib_static_array_is_a_compile_limit_and_leaves_no_file(verifier: Co
     """``char big[1L<<31]={1};`` -> COMPILE_LIMIT (file-size limit), no big object file anywhere."""
     free_before = shutil.disk_usage(tempfile.gettempdir()).free
     scratch_before = set(os.listdir(_scratch_root())) if os.path.isdir(_scratch_root()) else set()
-    outcome = verifier.run_c("char big[1L<<31] = {1};\nint main(void) { return big[0] - 1; }\n")
+    outcome = run_c(verifier, "char big[1L<<31] = {1};\n" + RIGHT_GCD)
     assert outcome.verdict is Verdict.COMPILE_LIMIT
     assert "File size limit" in outcome.reason
     assert outcome.seconds < 5
@@ -124,20 +135,22 @@ def test_two_gib_static_array_is_a_compile_limit_and_leaves_no_file(verifier: Co
 
 def test_include_dev_zero_is_a_compile_limit(verifier: CompileTestVerifier) -> None:
     """``#include </dev/zero>`` is stopped by the compile address-space limit -> COMPILE_LIMIT."""
-    outcome = verifier.run_c("#include </dev/zero>\nint main(void) { return 0; }\n")
+    outcome = run_c(verifier, "#include </dev/zero>\n" + RIGHT_GCD)
     assert outcome.verdict is Verdict.COMPILE_LIMIT
     assert "out of memory" in outcome.reason
 
 
 def test_self_include_is_a_compile_limit(verifier: CompileTestVerifier) -> None:
     """A file that includes itself hits gcc's include-depth limit -> COMPILE_LIMIT."""
-    outcome = verifier.run_c('#include "main.c"\nint main(void) { return 0; }\n')
+    outcome = run_c(verifier, '#include "sample.c"\n' + RIGHT_GCD)
     assert outcome.verdict is Verdict.COMPILE_LIMIT
 
 
 def test_infinite_loop_in_c_is_a_timeout(verifier: CompileTestVerifier) -> None:
-    """A binary that never ends is killed at the run wall limit -> TIMEOUT (compiling was fine)."""
-    outcome = verifier.run_c("int main(void) { volatile int x = 0; for (;;) { x++; } }\n")
+    """A function that never returns is killed at the run wall limit -> TIMEOUT (compiling was fine)."""
+    outcome = run_c(
+        verifier, "int gcd(int a, int b) { (void)a; (void)b; volatile int x = 0; for (;;) { x++; } }\n"
+    )
     assert outcome.verdict is Verdict.TIMEOUT
     assert outcome.seconds < 5
 
@@ -180,3 +193,91 @@ def test_every_bug_site_of_the_suite_is_caught_at_its_line(verifier: CompileTest
             if first != bug.line or any(c.status != "valid" for c in checks[: bug.line]):
                 misses.append((task.name, bug, [c.verdict.value for c in checks]))
     assert misses == []
+
+
+def test_legacy_free_form_c_tests_abstain(verifier: CompileTestVerifier) -> None:
+    """An ``int main`` test driver in ``meta["tests"]`` would run inside the sample: refused, ABSTAIN."""
+    problem = PROBLEMS["gcd_c"]
+    legacy = Problem(problem.problem_id, "code", problem.question, problem.gold, "code",
+                     {**problem.meta, "tests": "int main(void) { return gcd(12, 18) != 6; }\n"})  # fmt: skip
+    checks = verifier.check_steps(legacy, TASKS["gcd_c"].reference)
+    assert {c.verdict for c in checks} == {Verdict.ABSTAIN}
+    assert "free-form C test driver (int main ...) is refused" in checks[0].reason
+
+
+def test_malformed_c_tests_name_the_field(verifier: CompileTestVerifier) -> None:
+    """A structured check with a bad field: ABSTAIN whose reason names the field."""
+    problem = PROBLEMS["gcd_c"]
+    tests = json.loads(problem.meta["tests"])
+    tests["checks"][2]["returns"] = "struct s"
+    broken = Problem(problem.problem_id, "code", problem.question, problem.gold, "code",
+                     {**problem.meta, "tests": json.dumps(tests)})  # fmt: skip
+    checks = verifier.check_steps(broken, TASKS["gcd_c"].reference)
+    assert {c.verdict for c in checks} == {Verdict.ABSTAIN}
+    assert "tests.checks[2].returns: expected void or one of" in checks[0].reason
+
+
+def test_c_tests_that_do_not_build_are_an_infra_error(verifier: CompileTestVerifier) -> None:
+    """An expected value that is not C is the tests' fault: INFRA_ERROR for every line, never FAIL."""
+    problem = PROBLEMS["gcd_c"]
+    tests = json.loads(problem.meta["tests"])
+    tests["checks"][0]["expect"] = "no_such_name"
+    broken = Problem(problem.problem_id, "code", problem.question, problem.gold, "code",
+                     {**problem.meta, "tests": json.dumps(tests)})  # fmt: skip
+    checks = verifier.check_steps(broken, TASKS["gcd_c"].reference)
+    assert {c.verdict for c in checks} == {Verdict.INFRA_ERROR}
+    assert "the C tests do not build" in checks[0].reason
+
+
+def test_a_c_program_costs_two_jails_and_its_digest_is_stable(verifier: CompileTestVerifier) -> None:
+    """Build and run: two jail launches per program once the task's driver is built; the output digest
+    leaves the per-run nonce out, so two runs of one program agree (no false flaky label)."""
+    calls = []
+    real = verifier.sandbox.exec
+
+    def counting(argv: Sequence[str], **kwargs: Any) -> Any:
+        calls.append(argv[0])
+        return real(argv, **kwargs)
+
+    first = run_c(verifier, RIGHT_GCD)
+    verifier.c.sandbox = verifier.sandbox = cast(Any, SimpleNamespace(exec=counting))
+    try:
+        again = run_c(verifier, RIGHT_GCD)
+    finally:
+        verifier.c.sandbox = verifier.sandbox = cast(Any, real.__self__)
+    assert (first.verdict, again.verdict) == (Verdict.PASS, Verdict.PASS)
+    assert calls == ["/bin/sh", "./driver"]
+    assert first.digest == again.digest
+
+
+MALFORMED = [
+    ('{"format": "prmforge-c-checks/1", "prototype": "int f(int);", "checks": []}', "tests.checks: expected"),
+    ('{"format": "x", "prototype": "int f(int);", "checks": [{"call": "f(1)"}]}', "tests.format: expected"),
+    ('{"format": "prmforge-c-checks/1", "prototype": "int f(int) { return 1; }", '
+     '"checks": [{"call": "f(1)"}]}',
+     "tests.prototype: expected one declaration"),
+    ('{"format": "prmforge-c-checks/1", "prototype": "int f(int);", '
+     '"checks": [{"call": "f(1)", "extra": 1}]}',
+     "tests.checks[0].extra: unknown field"),
+    ('{"format": "prmforge-c-checks/1", "prototype": "int f(int);", "checks": [{"call": "f(1); exit(0)"}]}',
+     "tests.checks[0].call: ';' outside brackets"),
+    ('{"format": "prmforge-c-checks/1", "prototype": "int f(int);", "checks": [{"call": "f(1))"}]}',
+     "tests.checks[0].call: unbalanced ')'"),
+    ('{"format": "prmforge-c-checks/1", "prototype": "int f(int);", "checks": [{"call": "f(1)", '
+     '"returns": "int"}]}', "tests.checks[0].expect: required exactly when returns is not void"),
+    ('{"format": "prmforge-c-checks/1", "prototype": "int f(int);", "checks": [{"call": "f(b)", '
+     '"buffers": [{"name": "b", "type": "char", "length": 0}]}]}', "tests.checks[0].buffers[0].length"),
+    ('{"format": "prmforge-c-checks/1", "prototype": "int f(int);", "checks": [{"call": "f(1)", '
+     '"setup": "}\\nint main(void) {"}]}', "tests.checks[0].setup: unbalanced"),
+    ('{"format": "prmforge-c-checks/1", "prototype": "int f(int);", "checks": [{"call": "f(1)", '
+     '"setup": "#define x 1"}]}', "tests.checks[0].setup: no comments, preprocessor lines"),
+    ("int main(void) { return 0; }", "a free-form C test driver (int main ...) is refused"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "message"), MALFORMED)
+def test_malformed_structured_c_tests_are_refused_naming_the_field(text: str, message: str) -> None:
+    """Every malformed part of the C tests' JSON is a CodeSpecError that names its field."""
+    with pytest.raises(CodeSpecError) as err:
+        parse_c_tests(text)
+    assert message in str(err.value)
