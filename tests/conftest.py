@@ -8,33 +8,11 @@ and a broken sandbox would otherwise pass green.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent
-REQUIRED_IN_CI = (
-    "verifiers/sandbox/",
-    "verifiers/test_compile_test.py",
-    "verifiers/test_c_forgery.py",
-    "verifiers/test_lsp.py",
-    "verifiers/test_lsp_reward.py",
-)
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def required_in_ci(path: Path) -> bool:
-    """Whether a test file belongs to the isolation suites whose skips fail under CI."""
-    try:
-        rel = path.resolve().relative_to(ROOT).as_posix()
-    except ValueError:
-        return False
-    return any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in REQUIRED_IN_CI)
+from ci_rules import in_ci, required_in_ci
 
 
 @pytest.hookimpl(hookwrapper=True)

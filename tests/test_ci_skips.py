@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import ROOT, required_in_ci
+from ci_rules import ROOT, required_in_ci
 
 pytest_plugins = ["pytester"]
 
@@ -25,7 +25,7 @@ def test_a_skip_in_an_isolation_suite_fails_only_under_ci(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, expected: str
 ) -> None:
     monkeypatch.setenv("CI", ci)
-    target = ROOT / "verifiers" / "sandbox" / "zz_ci_probe_tmp.py"
+    target = ROOT / "verifiers" / "sandbox" / f"zz_ci_probe_{os.getpid()}_{ci or 'local'}.py"
     target.write_text("import pytest\n\ndef test_needs_a_tool():\n    pytest.skip('bwrap missing')\n")
     try:
         result = pytester.runpytest_inprocess(str(target), "-p", "no:cacheprovider", "-q")

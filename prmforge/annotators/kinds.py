@@ -122,10 +122,13 @@ class CompileTestConfig(AnnotatorConfig):
         return BuiltAnnotator(ToolAnnotator(context.programs(), self.source))
 
     def provenance(self, isolation: str) -> dict[str, str]:
-        if isolation == "bwrap":
-            how = (
-                "bwrap (all namespaces, no network, uid 65534, read-only system) + seccomp + cgroup + rlimits"
-            )
+        """The isolation the sandbox reaches on this machine, as its layers (the strongest mode is chosen
+        automatically: root with cgroups, or an unprivileged user namespace), not merely as asked."""
+        from prmforge.verifiers.sandbox import probe_isolation
+
+        report = probe_isolation()
+        if isolation == "bwrap" and report.mode is not None:
+            how = f"{report.layers} (namespaces, no network, read-only system, seccomp, rlimits)"
         else:
             how = "cleared environment + rlimits only (opted in)"
         return {"method": "compile-test", "tool": "gcc + python3 in the sandbox", "isolation": how}

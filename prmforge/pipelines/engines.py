@@ -114,18 +114,13 @@ class WorkerEnv:
         """
         if self._programs is None:
             from prmforge.verifiers.compile_test import CompileTestVerifier
-            from prmforge.verifiers.sandbox import PythonSandbox, PythonSandboxPool, Sandbox
+            from prmforge.verifiers.sandbox import PythonSandbox, Sandbox, SandboxPool
 
             isolation = self.config.sandbox.isolation
             weaker = isolation != "bwrap"
-            if self.config.sandbox.warm:
-                self._pool = PythonSandboxPool(size=1, isolation=isolation, allow_weaker=weaker)
-                runner: Any = (
-                    self._pool
-                    if hasattr(self._pool, "exec")
-                    else Sandbox(isolation=isolation, allow_weaker=weaker)
-                )
-                self._programs = CompileTestVerifier(runner, self._pool)
+            if self.config.sandbox.warm:  # gcc, the C driver and Python programs share one warm jail
+                self._pool = SandboxPool(size=1, isolation=isolation, allow_weaker=weaker)
+                self._programs = CompileTestVerifier(self._pool, self._pool)
             else:
                 self._programs = CompileTestVerifier(
                     Sandbox(isolation=isolation, allow_weaker=weaker),

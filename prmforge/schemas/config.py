@@ -158,8 +158,9 @@ class SplitConfig(Strict):
 class SandboxConfig(Strict):
     isolation: Literal["bwrap", "rlimits-only"] = Field(
         "bwrap",
-        description="how model-written code runs: full kernel sandbox, or (explicit opt-in, e.g. "
-        "without root) resource limits only",
+        description="how model-written code runs: `bwrap`, the strongest kernel sandbox this machine "
+        "allows (as root: cgroups and a uid switch; otherwise an unprivileged user namespace), chosen "
+        "automatically and named in the card; or (explicit opt-in) resource limits only",
     )
     warm: bool = Field(
         True,

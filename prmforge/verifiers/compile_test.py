@@ -54,8 +54,10 @@ copies and repeated prefixes cost nothing after the first time.
 
 from __future__ import annotations
 
+import builtins
 import shutil
 import subprocess
+import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Final
@@ -150,15 +152,27 @@ class CompileTestVerifier:
         if cached is not None:
             self._cache.move_to_end(key)
             return Outcome(cached.verdict, cached.reason, 0.0, cached.digest)
-        outcome = self.run_c(spec, program) if spec.language == "c" else self.run_python(program, spec.tests)
+        if spec.language == "c":
+            outcome = self.run_c(spec, program)
+        else:
+            outcome = self.run_python(program, spec.tests, spec.entry_point)
         self.runs += 1
         self._cache[key] = outcome
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return outcome
 
-    def run_python(self, program: str, tests: str) -> Outcome:
-        result = self.python.run(program, tests=tests, timeout_s=self.python_timeout_s)
+    def run_python(self, program: str, tests: str, entry_point: str = "") -> Outcome:
+        """The program against its tests. An entry point named like a builtin or a standard-library
+        module (``sorted``, ``copy``) is declared, so the tests bind the program's function, not
+        the real one (the sandbox never lets other program names shadow those)."""
+        shadows = entry_point in vars(builtins) or entry_point in sys.stdlib_module_names
+        if entry_point and shadows:
+            result = self.python.run(
+                program, tests=tests, timeout_s=self.python_timeout_s, entry_points=(entry_point,)
+            )
+        else:
+            result = self.python.run(program, tests=tests, timeout_s=self.python_timeout_s)
         return Outcome(
             result.verdict, result.reason or _tail(result.stderr), result.seconds, result.output_digest
         )

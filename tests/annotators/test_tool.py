@@ -82,7 +82,7 @@ def test_equation_annotator_labels_steps() -> None:
     assert a.meta["tool"] == "equations"
     assert [s["verdict"] for s in steps] == ["PASS", "FAIL", "ABSTAIN"]
     assert steps[1]["reason"] == "false: 12+2 = 15 (the left side is 14)"
-    assert {(s["tool"], s["tool_version"]) for s in steps} == {("equations", "prmforge-equations/1")}
+    assert {(s["tool"], s["tool_version"]) for s in steps} == {("equations", "prmforge-equations/2")}
     assert all(len(s["digest"]) == 16 for s in steps)
     assert json.loads(json.dumps(dict(a.meta))) == dict(a.meta)
 

@@ -168,5 +168,5 @@ def test_each_precision_figure_says_what_it_divides() -> None:
     result = CliRunner().invoke(eval_app, ["--input", str(SHARED), "--annotator", "equations"])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "step flag precision: exact / at or after the first error │ 18/21 = 0.857 / 21/21 = 1.000" in text
+    assert "step flag precision: exact / at or after the first error │ 19/22 = 0.864 / 22/22 = 1.000" in text
     assert "rollouts whose predicted first error is a step │ 8, 8 of them the labelled one (100.0)" in text

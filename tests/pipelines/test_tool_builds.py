@@ -14,8 +14,14 @@ from prmforge.pipelines.runners.local import LocalRunner
 from prmforge.pipelines.stats import summarize
 from prmforge.schemas.errors import ConfigError
 from prmforge.schemas.records import Rollout
+from prmforge.verifiers.sandbox import probe_isolation
 
-BWRAP = "bwrap (all namespaces, no network, uid 65534, read-only system) + seccomp + cgroup + rlimits"
+
+def _reached() -> str:
+    """What the card must quote: the sandbox's layers as reached on this machine."""
+    layers = probe_isolation().layers
+    assert layers.startswith(("bwrap+seccomp+", "bwrap-userns+seccomp+"))
+    return f"{layers} (namespaces, no network, read-only system, seccomp, rlimits)"
 
 
 def _config(name: str, inputs: list[dict[str, Any]], annotate: list[dict[str, Any]], **more: Any) -> Any:
@@ -69,11 +75,12 @@ def test_code_suite_labelled_by_compile_and_test_records_the_isolation(tmp_path:
     config = _config("code", [{"kind": "code", "count": 4}], [{"kind": "compile-test"}], shard_size=4)
     LocalRunner().run(config, tmp_path / "b")
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    assert manifest["verification"]["compile-test"]["isolation"] == BWRAP
+    reached = _reached()
+    assert manifest["verification"]["compile-test"]["isolation"] == reached
     summary = summarize(tmp_path / "b")
     assert summary["rows"] == 12
     assert summary["quality"]["first_error_f1"] == 1.0
-    assert f"| gcc + python3 in the sandbox | {BWRAP} |" in (tmp_path / "b" / "README.md").read_text()
+    assert f"| gcc + python3 in the sandbox | {reached} |" in (tmp_path / "b" / "README.md").read_text()
 
 
 @pytest.mark.slow

@@ -55,8 +55,6 @@ def verifier(request: pytest.FixtureRequest) -> Iterator[CompileTestVerifier]:
         if request.param == "fresh":
             yield CompileTestVerifier(Counting(Sandbox()), run_limits=LIMITS)
             return
-        if not hasattr(PythonSandboxPool, "exec"):
-            pytest.skip("the warm pool has no exec")
         with PythonSandboxPool(size=1) as pool:
             yield CompileTestVerifier(Counting(pool), pool, run_limits=LIMITS)
     except IsolationUnavailable as err:

@@ -281,3 +281,12 @@ def test_malformed_structured_c_tests_are_refused_naming_the_field(text: str, me
     with pytest.raises(CodeSpecError) as err:
         parse_c_tests(text)
     assert message in str(err.value)
+
+
+def test_an_entry_point_named_like_a_builtin_is_the_programs(verifier: CompileTestVerifier) -> None:
+    """A task whose function is called ``sorted`` tests the program's ``sorted``; other program names
+    still never shadow a builtin."""
+    right = "def sorted(xs):\n    return list(reversed(xs))\n"
+    tests = "assert sorted([1, 2, 3]) == [3, 2, 1]\n"
+    assert verifier.run_python(right, tests, "sorted").verdict is Verdict.PASS
+    assert verifier.run_python(right, tests, "other").verdict is Verdict.FAIL

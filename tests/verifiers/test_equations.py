@@ -6,7 +6,8 @@ import pytest
 
 from prmforge.schemas.records import Problem
 from prmforge.verifiers.base import StepVerifier
-from prmforge.verifiers.equation_text import extract_claims, step_mentions
+from prmforge.verifiers.equation_cues import step_mentions
+from prmforge.verifiers.equation_text import extract_claims
 from prmforge.verifiers.equations import TOOL, TOOL_VERSION, EquationVerifier, check_claim, check_text
 from prmforge.verifiers.verdict import Verdict
 
@@ -39,9 +40,10 @@ from prmforge.verifiers.verdict import Verdict
         ("Step 1: 3 + 4 = 7", ["3+4 = 7"]),
         # nothing to claim: variables, functions, labels, ratios, clock times
         ("3x + 4 = 10", []),
-        ("\\( 51 = 3x \\)", []),
+        ("\\( 51 = 3x \\)", ["51 = 3x"]),  # in math a letter is a variable (a condition: ABSTAIN)
         ("(x + 3) * 2 = 10", []),
-        ("\\sqrt{16} = 4", []),
+        ("\\sqrt{16} = 4", ["sqrt(16) = 4"]),
+        ("\\log_2 16 = 4", []),
         ("Week 2 = 35", []),
         ("1:2 = 0.5", []),
         ("0900-0130 = 0730", []),
@@ -157,6 +159,45 @@ def test_long_inputs_stay_cheap() -> None:
     assert check.seconds < 2.0
 
 
+_FALSE_ALARMS_OF_ISSUE_8 = [
+    "So 2ab + 2cd = 0.",  # a multi-letter coefficient used to be dropped: checked as 2+2 = 0
+    "Then 2 - 3iz = 3 + 2iz.",  # ... as 2-3 = 3+2
+    "We get 3\\frac{4}{5} = \\frac{19}{5}.",  # a mixed number used to be read as a product
+    "Since \\log_2(4) = 2, we continue.",  # a subscripted function used to become 2(4)
+    "Then f'(3) = 5.",  # a primed function used to leave (3) = 5
+    "So q'(1)=0 at the turning point.",
+    "and \\text{mod}_5(1) = 1 as well",
+    "So S = 68 (1 + k) = 68.",  # a space used to drop a term: 68 = 68 (and 68 = 136 below)
+    "So S = 68 (1 + k) = 136.",
+    "S_{10} = \\frac{6}{2} [2a + 5d] = 3.",  # ... and a bracket: 6/2 = 3
+    "S_{10} = \\frac{6}{2} [2a + 5d] = 6.",
+    "The volume is 80 \\, \\text{cm}^3 = 80 cm^3.",  # a unit used to take the exponent: 80^3
+    "The volume is 80 \\, \\text{cm}^3 = 512000.",
+    "Check: 60 = 5^2 + 6^2 = 25 + 36 = 61 - This does not work.",  # the step rejects its own claim
+]
+
+
+@pytest.mark.parametrize("step", [*_FALSE_ALARMS_OF_ISSUE_8, *(f"${s}$" for s in _FALSE_ALARMS_OF_ISSUE_8)])
+def test_false_alarms_of_issue_8_stay_fixed_in_prose_and_in_math(step: str) -> None:
+    """Each false alarm listed in issue #8 is never flagged, written as prose or inside ``$...$``."""
+    check, _ = check_text(step)
+    assert check.verdict is not Verdict.FAIL, check.reason
+
+
+@pytest.mark.parametrize(
+    ("step", "reason"),
+    [
+        ("$68 (1 + k) = 68 + 68k$", "1 of 1 equalities hold: 68(1+k) = 68+68k"),
+        ("$\\frac{6}{2} [2a + 5d] = 6a + 15d$", "1 of 1 equalities hold: ((6)/(2))[2a+5d] = 6a+15d"),
+        ("$2ab + 2ab = 4ab$", "1 of 1 equalities hold: 2ab+2ab = 4ab"),
+    ],
+)
+def test_in_math_a_spaced_bracket_is_a_factor_and_letters_are_variables(step: str, reason: str) -> None:
+    """``68 (1 + k)`` is a product inside math, where it is checked as an identity in ``k``."""
+    check, _ = check_text(step)
+    assert (check.verdict, check.reason) == (Verdict.PASS, reason)
+
+
 @pytest.mark.parametrize(
     "step",
     [
@@ -184,3 +225,66 @@ def test_a_self_rejected_claim_says_so() -> None:
     check, _ = check_text("Check: 60 = 5^2 + 6^2 = 25 + 36 = 61 - This does not work.")
     assert check.verdict is Verdict.ABSTAIN
     assert check.reason == "the step rejects its own false claim: 60 = 5^2+6^2"
+
+
+@pytest.mark.parametrize(
+    ("step", "verdict", "reason"),
+    [
+        ("Let $x = 3$. Then $2x + 1 = 7$.", Verdict.PASS, "1 of 2 equalities hold: 2x+1 = 7"),
+        (
+            "When $t = 2$, $h = -16t^2 + 64t = 64$.",
+            Verdict.PASS,
+            "2 of 3 equalities hold: h = -16t^2+64t; -16t^2+64t = 64",
+        ),
+        # a value that does not fit is never a FAIL: x = 3 may be one case and the claim another
+        (
+            "Let $x = 3$. Then $2x + 1 = 8$.",
+            Verdict.ABSTAIN,
+            "nothing decidable: x = 3 (condition); 2x+1 = 8 (condition)",
+        ),
+        # a variable given two values is given none
+        (
+            "If $x = 2$ or $x = -2$, $x^3 = 8$.",
+            Verdict.ABSTAIN,
+            "nothing decidable: x = 2 (condition); x = -2 (condition); x^3 = 8 (condition)",
+        ),
+    ],
+)
+def test_values_given_in_the_step_are_substituted_only_to_pass(
+    step: str, verdict: Verdict, reason: str
+) -> None:
+    """``x = 3`` earlier in the step lets ``2x + 1 = 7`` hold; a value that does not fit abstains."""
+    check, _ = check_text(step)
+    assert (check.verdict, check.reason) == (verdict, reason)
+
+
+def test_problem_words_reach_every_step_of_the_verifier() -> None:
+    """The verifier reads the problem once: a problem in base 7 leaves its integer claims undecided."""
+    verifier = EquationVerifier()
+    base7 = Problem("p", "math", "Compute $25_7 + 33_7$ in base 7.", "", "test")
+    plain = Problem("q", "math", "Compute 25 + 33.", "", "test")
+    assert verifier.check_steps(base7, ["$5 + 3 = 11$"])[0].verdict is Verdict.ABSTAIN
+    assert verifier.check_steps(plain, ["$5 + 3 = 11$"])[0].verdict is Verdict.FAIL
+
+
+@pytest.mark.parametrize(
+    ("text", "base"),
+    [
+        ("Sam now has 180+37 = 207 baseball cards.", False),  # a word that starts with "base"
+        ("the base of the triangle is 6", False),
+        ("the basement has 3 rooms", False),
+        ("in base 5, 12 = 7", True),
+        ("convert to base-12", True),
+        ("written in base ten", True),
+        ("$1011_2 = 11$", True),
+    ],
+)
+def test_a_number_base_is_named_not_guessed_from_a_word(text: str, base: bool) -> None:
+    assert step_mentions(text).base is base
+
+
+def test_a_false_sum_about_baseball_cards_is_flagged() -> None:
+    problem = Problem("p", "math", "Priya has 40 baseball cards. How many baseball cards?", "", "test")
+    step = "Sam now has 180+37 = <<180+37=207>>207 baseball cards."
+    checks = EquationVerifier().check_steps(problem, [step])
+    assert [c.verdict for c in checks] == [Verdict.FAIL]

@@ -12,7 +12,7 @@ from prmforge.verifiers.sandbox.limits import (
     SandboxResult,
 )
 from prmforge.verifiers.sandbox.outcome import flaky, output_digest
-from prmforge.verifiers.sandbox.pool import PythonSandboxPool
+from prmforge.verifiers.sandbox.pool import PythonSandboxPool, SandboxPool
 from prmforge.verifiers.sandbox.probe import IsolationReport, probe_isolation
 from prmforge.verifiers.sandbox.runner import PythonSandbox, Sandbox
 
@@ -26,6 +26,7 @@ __all__ = [
     "SandboxError",
     "SandboxInputError",
     "SandboxLimits",
+    "SandboxPool",
     "SandboxResult",
     "flaky",
     "output_digest",

@@ -1,4 +1,6 @@
-"""Per-jail and per-job cgroups (cgroup v1: ``pids`` and, when mounted, ``memory``).
+"""Per-jail and per-job cgroups behind one small protocol: :class:`CgroupBackend` makes a jail's
+:class:`JailCgroup`. This module is the cgroup v1 backend (``pids`` and, when mounted, ``memory``);
+``cgroup_v2.py`` is the v2 one (a delegated subtree).
 
 Layout, per controller::
 
@@ -17,8 +19,9 @@ import signal
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from prmforge.verifiers.sandbox.limits import SandboxError
 
@@ -29,6 +32,60 @@ KILL_ROUNDS: Final = 200
 
 class CgroupError(SandboxError, OSError):
     """A cgroup could not be created, filled, emptied or removed."""
+
+
+class JailCgroup(Protocol):
+    """One cgroup of a jail (the jail itself, its ``worker`` leaf or a ``job-<n>`` leaf)."""
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        """Its directories by controller (v1: one each; v2: the same one, also under ``"cgroup2"``)."""
+        ...
+
+    def child(self, name: str) -> JailCgroup: ...
+
+    def set_limits(self, *, pids: int | None = None, memory_bytes: int | None = None) -> None: ...
+
+    def pids(self) -> set[int]: ...
+
+    def add(self, pid: int) -> None: ...
+
+    def oom_kills(self) -> int: ...
+
+    def pids_refused(self) -> int: ...
+
+    def kill(self) -> None: ...
+
+    def remove(self) -> None: ...
+
+
+class CgroupBackend(Protocol):
+    """Where and how jail cgroups are made on this machine (chosen by the isolation probe)."""
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def controllers(self) -> tuple[str, ...]: ...
+
+    def create_jail(self, owner_uid: int) -> JailCgroup: ...
+
+    def sweep_stale(self) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class V1Backend:
+    """cgroup v1: one hierarchy per controller under :data:`ROOT`. The launcher, already the sandbox
+    uid, joins the ``worker`` cgroup itself (its ``cgroup.procs`` files are chowned to that uid)."""
+
+    controllers: tuple[str, ...]
+    version: int = 1
+
+    def create_jail(self, owner_uid: int) -> Cgroup:
+        return Cgroup.create_jail(self.controllers, owner_uid)
+
+    def sweep_stale(self) -> list[str]:
+        return sweep_stale()
 
 
 def available_controllers() -> tuple[str, ...]:

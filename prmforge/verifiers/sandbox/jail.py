@@ -9,9 +9,13 @@ no later sample forked from it can find an earlier one's data in its own heap.
 
 Per job it forks the program process (and the tests process), reports their pids, waits for "go"
 (the host has moved them into the job's cgroups by then), waits for the main process, SIGKILLs every
-other process in the namespace, reaps them all, empties the scratch dir, /tmp and /dev/shm, and
-reports the exit statuses. Time and output limits are enforced by the host, which kills the job's
-cgroup; the worker only ever waits.
+other process in the namespace, reaps them all, lets the kernel collect what only unreachable
+SCM_RIGHTS cycles still hold (files, memfds, pipes, sockets) and reports the exit statuses ("done").
+A pool worker then empties the scratch dir, /tmp and /dev/shm without recursion, restores their
+mode, times and xattrs, checks its own descriptors and reports "cleaned": at once after a Python job,
+after the host's "clean" after an exec job (the host collects its output files first). Cleaning
+after "done" keeps its time off the sample's clock. Time and output limits are enforced by the host,
+which kills the job's cgroup; the worker only ever waits.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import signal
 import socket
 import stat
 import sys
+import time
 from typing import Any
 
 try:
@@ -39,6 +44,10 @@ PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 _PREFIX_FD = 100  # job descriptors are first moved above this so dup2 onto 0..n cannot clobber them
 _GATE_FD = 7
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# After a job every process is dead, so a socket left in the jail's network namespace is held by an
+# SCM_RIGHTS cycle or lingers in a TCP state (TIME_WAIT, FIN_WAIT...); settle() waits this long.
+SETTLE_S = 0.25
 
 
 def main(ctl_fd: int = CTL_FD) -> None:
@@ -46,6 +55,13 @@ def main(ctl_fd: int = CTL_FD) -> None:
     cfg, _ = codec.recv_msg(sock)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    # The kernel drops signals to a namespace's init only where it has no handler; Python installs
+    # one for SIGINT, so a sample's kill(1, SIGINT) would raise KeyboardInterrupt here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    modes = {path: stat.S_IMODE(os.lstat(path).st_mode) for path in cfg["clean"]}
+    if not cfg["oneshot"]:  # the first sample sees the areas exactly as every later one does
+        for path in cfg["clean"]:
+            empty(path, modes[path])
     if cfg["pidns"]:
         # The host's kill request (deadline, output cap): kill(-1) from the namespace's init reaches
         # every other process atomically with respect to fork, which a per-pid loop cannot.
@@ -54,17 +70,23 @@ def main(ctl_fd: int = CTL_FD) -> None:
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     os.set_blocking(2, False)  # a harness traceback must never block on a full pipe
     codec.send_msg(sock, {"event": "ready", "pid": os.getpid()})
+    cfg["fds"] = open_fds()  # what a clean worker holds (the host cannot list it when not root)
     while True:
         try:
             job, fds = codec.recv_msg(sock, max_fds=8)
         except EOFError:
             return
-        run_job(sock, cfg, job, fds)
+        kind = run_job(sock, cfg, job, fds)
         if cfg["oneshot"]:
+            return
+        if kind == "python":  # never has files collected: clean now, while the host reads the result
+            codec.send_msg(sock, {"event": "cleaned", **clean_all(cfg, modes)})
+        elif not clean_on_request(sock, cfg, modes):
             return
 
 
-def run_job(sock: socket.socket, cfg: dict[str, Any], job: dict[str, Any], fds: list[int]) -> None:
+def run_job(sock: socket.socket, cfg: dict[str, Any], job: dict[str, Any], fds: list[int]) -> str:
+    """Run one job and report "done"; returns the job's kind."""
     fd = dict(zip(job["fds"], fds, strict=True))
     gate_r, gate_w = os.pipe()
     pids: dict[str, int] = {}
@@ -103,11 +125,62 @@ def run_job(sock: socket.socket, cfg: dict[str, Any], job: dict[str, Any], fds: 
         _kill_all(cfg, pids)
     os.close(gate_w)
     statuses = _wait(cfg, pids)
-    full = _scratch_full(cfg["box"])
-    if not cfg["oneshot"]:
-        for path in cfg["clean"]:
-            _empty(path)
-    codec.send_msg(sock, {"event": "done", "status": statuses, "scratch_full": full})
+    full = any(_scratch_full(path) for path in cfg["clean"])
+    left = settle() if cfg["pidns"] else -1
+    # "reaped": every process of the namespace is dead, so no one can write to the output pipes any
+    # more (a dead SCM_RIGHTS cycle may still hold them open).
+    done = {
+        "event": "done",
+        "status": statuses,
+        "scratch_full": full,
+        "reaped": cfg["pidns"],
+        "sockets": left,
+        "cleaning": not cfg["oneshot"] and job["kind"] == "python",  # "cleaned" follows unasked
+    }
+    codec.send_msg(sock, done)
+    return str(job["kind"])
+
+
+def clean_on_request(sock: socket.socket, cfg: dict[str, Any], modes: dict[str, int]) -> bool:
+    """Wait for the host's "clean" (sent once it has collected the job's files), empty the scratch
+    areas and answer "cleaned" with what went wrong, if anything. False: stop serving."""
+    try:
+        request, _ = codec.recv_msg(sock)
+    except EOFError:
+        return False
+    if request.get("cmd") != "clean":
+        return False
+    codec.send_msg(sock, {"event": "cleaned", **clean_all(cfg, modes)})
+    return True
+
+
+def clean_all(cfg: dict[str, Any], modes: dict[str, int]) -> dict[str, Any]:
+    """Empty every scratch area and check that the worker holds the descriptors it started with;
+    ``ok`` False (and why) otherwise: the host then retires this worker."""
+    errors = []
+    for path in cfg["clean"]:
+        try:
+            empty(path, modes[path])
+        except OSError as err:
+            errors.append(f"{path}: {type(err).__name__}: {err}")
+    fds = open_fds()
+    if fds != cfg["fds"]:
+        errors.append(f"worker descriptors changed: {cfg['fds']} -> {fds}")
+    return {"ok": not errors, "error": "; ".join(errors)[:2000]}
+
+
+def open_fds() -> list[tuple[int, str]]:
+    """This process's descriptors and what they refer to (the one listing the directory excluded)."""
+    fd = os.open("/proc/self/fd", _DIR_FLAGS)
+    try:
+        found = []
+        for name in os.listdir(fd):
+            if int(name) != fd:
+                with contextlib.suppress(OSError):
+                    found.append((int(name), os.readlink(name, dir_fd=fd)))
+        return sorted(found)
+    finally:
+        os.close(fd)
 
 
 def _fork(cfg: dict[str, Any], job: dict[str, Any], fds: dict[int, int], cwd: str, body: object) -> int:
@@ -227,26 +300,99 @@ def _scratch_full(path: str) -> bool:
     return st.f_bavail == 0 or st.f_favail == 0
 
 
-def _empty(path: str) -> None:
-    """Remove everything under ``path`` and reset the directory itself (mode, times, xattrs)."""
-    os.chmod(path, 0o700)
-    for name in os.listxattr(path):
-        os.removexattr(path, name)
-    _remove_tree_contents(path)
-    os.utime(path, (0, 0))
+def net_sockets() -> tuple[int, int]:
+    """Sockets of this network namespace in any state but TIME_WAIT (``sockets: used`` counts every
+    family, in flight or not), and TCP TIME_WAIT sockets (those stay for a minute unless the host
+    turned TIME_WAIT off in this namespace). Read from the per-namespace counters of ``sockstat``:
+    the ``tcp`` tables would walk the kernel's global hash table (milliseconds)."""
+    used = time_wait = 0
+    with open("/proc/self/net/sockstat", "rb") as source:
+        for line in source.read().splitlines():
+            words = line.split()
+            if words[:2] == [b"sockets:", b"used"]:
+                used = int(words[2])
+            elif words[:1] == [b"TCP:"] and b"tw" in words:
+                time_wait = int(words[words.index(b"tw") + 1])
+    return used, time_wait
 
 
-def _remove_tree_contents(path: str) -> None:
-    with os.scandir(path) as entries:
-        names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
-    for name, is_dir in names:
-        child = os.path.join(path, name)
+def settle(timeout_s: float = SETTLE_S) -> int:
+    """Once every job process is dead: make the kernel run its garbage collector for unreachable
+    SCM_RIGHTS cycles (files, memfds and pipes they hold are released with them), then wait until the
+    namespace holds no socket (or only TIME_WAIT ones, which no wait would end). Returns how many are
+    left (0 = clean; -1: could not tell, the host's check decides)."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        # Closing a Unix socket while descriptors are in flight schedules the collector; this pair's
+        # own in-flight descriptor guarantees that (and is freed with it).
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with contextlib.suppress(OSError):
+            socket.send_fds(a, [b"\0"], [a.fileno()])
+        b.close()
+        a.close()
+        while True:
+            used, time_wait = net_sockets()
+            if used == 0 or time.monotonic() >= deadline:
+                return used + time_wait
+            time.sleep(0.001)
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def empty(path: str, mode: int) -> None:
+    """Remove everything under ``path`` and reset the directory itself (mode, times, xattrs).
+
+    Iterative and by directory descriptor (``*at`` calls), so depth, name length and entry count are
+    bounded only by the tmpfs; modes are fixed on the way down (a 000 directory is opened after a
+    chmod). Nothing runs concurrently: every job process is dead, so ".." is the parent just left."""
+    os.chmod(path, stat.S_IRWXU)  # by path: a mode-000 area cannot be opened; a mount root is no link
+    fd = os.open(path, _DIR_FLAGS)
+    try:
+        _clear(fd)
+        for name in os.listxattr(fd):
+            os.removexattr(fd, name)
+        os.chmod(fd, mode)
+        os.utime(fd, (0, 0))
+    finally:
+        os.close(fd)
+
+
+def _clear(root_fd: int) -> None:
+    fd = os.dup(root_fd)
+    stack: list[tuple[str, list[str]]] = [("", _unlink_files(fd))]
+    try:
+        while stack:
+            name, pending = stack[-1]
+            if pending:
+                child = pending.pop()
+                os.chmod(child, stat.S_IRWXU, dir_fd=fd)  # a directory (lstat), so no link is followed
+                inner = os.open(child, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+                stack.append((child, _unlink_files(fd)))
+                continue
+            stack.pop()
+            if not stack:
+                break
+            parent = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            os.rmdir(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_files(fd: int) -> list[str]:
+    """Unlink every non-directory in the directory ``fd``; return its subdirectories."""
+    with os.scandir(fd) as entries:
+        found = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+    subdirs = []
+    for name, is_dir in found:
         if is_dir:
-            os.chmod(child, stat.S_IRWXU)
-            _remove_tree_contents(child)
-            os.rmdir(child)
+            subdirs.append(name)
         else:
-            os.unlink(child)
+            os.unlink(name, dir_fd=fd)
+    return subdirs
 
 
 if __name__ == "__main__":

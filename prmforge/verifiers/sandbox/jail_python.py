@@ -1,26 +1,43 @@
 """The two Python roles inside the jail, standard library only.
 
-*Program process* (untrusted from its first line on): runs the program as ``__main__``, reports how
-the program phase ended on its report pipe (informational only: the sample can write there too),
-then, when there are tests, serves requests from the tests process over a pipe pair.
+*Program process* (untrusted from its first line on): runs the program as a real ``__main__`` module,
+reports how the program phase ended on its report pipe (informational: the sample can write there
+too) and, when there are tests and the program ended with status 0, serves the tests' requests. The
+server runs in the untrusted interpreter (the program can patch ``_apply``, ``codec``...): nothing it
+sends is trusted.
 
 *Tests process* (trusted): forked before the program process, so the program never holds the tests
-or the nonce, not even in freed memory. It executes the tests with the program's top-level names
-bound to :class:`Remote` proxies: every call crosses the pipe and comes back as plain data (exact
-builtin types, see ``codec.py``) or as an opaque handle, so every ``assert`` compares genuine
-builtins in a process the program cannot touch (no ptrace, no /proc access to it, separate memory).
-The program can only kill or stop it, which ends in FAIL or TIMEOUT, never PASS. On completion it
-writes ``{"nonce": ..., "status": "ok"}`` to a pipe that only it holds; the host accepts PASS only
-from that pipe, with that nonce, after the whole job has ended.
+or the nonce. It decides everything itself, never on the program's word:
+
+* The tests run as a fresh module registered as ``sys.modules["__main__"]`` (``unittest.main()``
+  finds them), whose globals hold the real builtins, what the tests bind themselves, and proxies
+  (``codec.Remote``) for the program's top-level names except dunders, non-identifiers, builtin and
+  standard-library module names and names the tests bind (read from their bytecode); a stdlib module
+  the tests use without importing it is imported here; ``__name__`` is set last. Explicit entry
+  points (``entry_points`` in the payload, or a ``# prmforge: entry_points = f, C`` comment line)
+  narrow the program's names to those, which may then shadow a builtin or module name.
+* Replies are validated as data (``codec.RpcClient``): plain values of exact builtin types or opaque
+  handles; anything malformed ends the tests as if the program had gone.
+* ``SystemExit`` gives CPython's status. unittest TestCases run (``unittest.main()`` or, if no test
+  ran, here); a failing test is named, TestCases of which no test ran fail. A failure names the line
+  of tests.py and its statement.
+
+The program can only kill or stop the tests process (FAIL or TIMEOUT, never PASS). The report goes
+to a pipe only this process holds; the host accepts PASS only from there, with this run's nonce.
 """
 
 from __future__ import annotations
 
+import _sitebuiltins
 import builtins
 import contextlib
+import keyword
+import opcode
 import os
+import re
 import sys
 import traceback
+import types
 from typing import Any
 
 try:
@@ -31,7 +48,18 @@ except ImportError:  # inside the jail the bootstrap loads these modules under t
 MAX_SOURCE = 8 << 20
 MAX_RPC = 16 << 20
 MAX_ITEMS = 100_000
+MAX_STATEMENT = 300
 _PLAIN_OPS = frozenset({"call", "getattr", "setattr", "getitem", "setitem", "len", "iter", "repr", "str"})
+_RESERVED = frozenset(dir(builtins)) | {"exit", "quit", "help", "copyright", "credits", "license"}
+_NO_AUTO_IMPORT = frozenset({"this", "antigravity"})
+_DIRECTIVE = re.compile(r"^[ \t]*#[ \t]*prmforge:[ \t]*entry_points[ \t]*=(.*)$", re.MULTILINE)
+_OPS = opcode.opmap
+_LOADS = frozenset(_OPS[n] for n in ("LOAD_NAME", "LOAD_GLOBAL", "LOAD_FROM_DICT_OR_GLOBALS") if n in _OPS)
+_TOP_STORES = frozenset(_OPS[n] for n in ("STORE_NAME", "DELETE_NAME") if n in _OPS)
+_ANY_STORES = frozenset(_OPS[n] for n in ("STORE_GLOBAL", "DELETE_GLOBAL") if n in _OPS)
+_LOAD_GLOBAL = _OPS["LOAD_GLOBAL"]
+_EXTENDED_ARG = _OPS["EXTENDED_ARG"]
+_GLOBAL_SHIFT = 1 if sys.version_info >= (3, 11) else 0  # LOAD_GLOBAL's name index is arg >> 1
 
 
 # ---------------------------------------------------------------- program process
@@ -39,19 +67,22 @@ _PLAIN_OPS = frozenset({"call", "getattr", "setattr", "getitem", "setitem", "len
 
 def run_program(prog_fd: int, report_fd: int, req_fd: int | None, rep_fd: int) -> None:
     source = _read_all(prog_fd, MAX_SOURCE)
-    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    _add_site_builtins()
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main
     sys.argv = ["main.py"]
     status: dict[str, Any] = {"phase": "program", "outcome": "completed"}
     code = 0
     me = os.getpid()
     try:
-        exec(compile(source, "main.py", "exec"), namespace)
+        exec(compile(source, "main.py", "exec"), main.__dict__)
     except SystemExit as stop:
-        code = _exit_code(stop)
+        code = exit_status(stop)
         status = {"phase": "program", "outcome": "exit", "code": code}
     except BaseException as err:  # the sample's own exception, whatever it is: report and exit 1
         code = 1
-        status = {"phase": "program", "outcome": "exception", **describe(err)}
+        status = {"phase": "program", "outcome": "exception", **codec.describe_error(err)}
         with contextlib.suppress(Exception):
             traceback.print_exception(err, limit=-20)
     _flush()
@@ -60,9 +91,9 @@ def run_program(prog_fd: int, report_fd: int, req_fd: int | None, rep_fd: int) -
     with contextlib.suppress(OSError, codec.WireError):
         codec.write_frame(report_fd, status)
         os.close(report_fd)
-    if code or req_fd is None or status["outcome"] != "completed":
+    if code or req_fd is None or status["outcome"] == "exception":
         os._exit(code)
-    _serve(namespace, req_fd, rep_fd)
+    _serve(main.__dict__, req_fd, rep_fd)
     _flush()
     os._exit(0)
 
@@ -70,27 +101,34 @@ def run_program(prog_fd: int, report_fd: int, req_fd: int | None, rep_fd: int) -
 def _serve(namespace: dict[str, Any], req_fd: int, rep_fd: int) -> None:
     me = os.getpid()
     handles: list[object] = []
+    reader = codec.FrameReader(req_fd, MAX_RPC)
 
     def to_handle(obj: object) -> int:
         handles.append(obj)
         return len(handles) - 1
 
     def from_handle(ident: int) -> object:
+        if ident < 0:
+            raise IndexError("no such program object")
         return handles[ident]
 
     while True:
         try:
-            request = codec.read_frame(req_fd, MAX_RPC)
+            request = reader.read()
         except EOFError:
             return
+        reply: dict[str, Any]
         try:
-            value = _apply(request, namespace, from_handle)
-            reply: dict[str, Any] = {"v": codec.encode_value(value, to_handle)}
+            if type(request) is dict and request.get("op") == "names":
+                items = list(namespace.items())
+                reply = {"n": {k: to_handle(v) for k, v in items if type(k) is str and not _dunder(k)}}
+            else:
+                reply = {"v": codec.encode_value(_apply(request, from_handle), to_handle)}
         except SystemExit as stop:  # the program exits while serving: the tests see it gone
             _flush()
-            os._exit(_exit_code(stop))
+            os._exit(exit_status(stop))
         except BaseException as err:
-            reply = {"e": describe(err)}
+            reply = {"e": codec.describe_error(err)}
         if os.getpid() != me:  # a process forked during a call must not answer the tests
             _flush()
             os._exit(0)
@@ -100,16 +138,14 @@ def _serve(namespace: dict[str, Any], req_fd: int, rep_fd: int) -> None:
             return
 
 
-def _apply(request: dict[str, Any], namespace: dict[str, Any], from_handle: Any) -> object:
+def _apply(request: dict[str, Any], from_handle: Any) -> object:
     op = request["op"]
-    if op == "names":
-        return {k: v for k, v in namespace.items() if not (k.startswith("__") and k.endswith("__"))}
     if op not in _PLAIN_OPS:
         raise ValueError(f"unknown request {op!r}")
     target: Any = from_handle(request["h"])
     arg = codec.decode_value(request.get("a"), from_handle)
     if op == "call":
-        return target(*arg, **codec.decode_value(request["k"], from_handle))
+        return target(*arg, **(codec.decode_value(request["k"], from_handle) if "k" in request else {}))
     if op == "getattr":
         return getattr(target, arg)
     if op == "setattr":
@@ -135,172 +171,246 @@ def _apply(request: dict[str, Any], namespace: dict[str, Any], from_handle: Any)
 # ---------------------------------------------------------------- tests process
 
 
-class SampleGone(BaseException):
-    """The program's interpreter exited or broke the protocol during the tests."""
-
-
-class _Client:
-    def __init__(self, req_fd: int, rep_fd: int) -> None:
-        self.req_fd = req_fd
-        self.rep_fd = rep_fd
-        self.gone: str | None = None
-        self.calls = 0
-
-    def request(self, op: str, handle: int | None = None, arg: object = None, kwargs: object = None) -> Any:
-        if self.gone:
-            raise SampleGone(self.gone)
-        message: dict[str, Any] = {"op": op, "h": handle, "a": codec.encode_value(arg, self._handle_of)}
-        if kwargs is not None:
-            message["k"] = codec.encode_value(kwargs, self._handle_of)
-        self.calls += 1
-        try:
-            codec.write_frame(self.req_fd, message)
-            reply = codec.read_frame(self.rep_fd, MAX_RPC)
-            if "v" in reply:
-                return codec.decode_value(reply["v"], lambda ident: Remote(self, ident))
-            error = reply["e"]
-        except (OSError, EOFError, codec.WireError, KeyError, TypeError) as err:
-            self.gone = f"the program's interpreter is gone ({type(err).__name__}: {err})"
-            raise SampleGone(self.gone) from None
-        raise _rebuild(error)
-
-    @staticmethod
-    def _handle_of(obj: object) -> int:
-        if type(obj) is Remote:
-            return object.__getattribute__(obj, "_h")  # type: ignore[no-any-return]
-        raise TypeError(f"only plain data and program objects can be passed to the program, not {type(obj)}")
-
-
-class Remote:
-    """A program object seen from the tests. Only data comes back; comparisons happen here.
-
-    Truth value and ``==`` are not delegated: a program object is never equal to test data and has
-    no truth value (``TypeError``), so a forged ``__eq__``/``__bool__`` cannot make an assert pass.
-    """
-
-    __slots__ = ("_c", "_h")
-
-    def __init__(self, client: _Client, ident: int) -> None:
-        object.__setattr__(self, "_c", client)
-        object.__setattr__(self, "_h", ident)
-
-    def _do(self, op: str, arg: object = None, kwargs: object = None) -> Any:
-        return object.__getattribute__(self, "_c").request(
-            op, object.__getattribute__(self, "_h"), arg, kwargs
-        )
-
-    def __call__(self, *args: object, **kwargs: object) -> Any:
-        return self._do("call", list(args), kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") and name.endswith("__"):
-            raise AttributeError(name)
-        return self._do("getattr", name)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        self._do("setattr", [name, value])
-
-    def __getitem__(self, key: object) -> Any:
-        return self._do("getitem", key)
-
-    def __setitem__(self, key: object, value: object) -> None:
-        self._do("setitem", [key, value])
-
-    def __len__(self) -> int:
-        n = self._do("len")
-        if type(n) is not int:
-            raise TypeError("len() of a program object did not return an int")
-        return n
-
-    def __iter__(self) -> Any:
-        return iter(self._do("iter"))
-
-    def __bool__(self) -> bool:
-        raise TypeError("a program object has no truth value in the tests; compare plain values")
-
-    def __repr__(self) -> str:
-        text = self._do("repr")
-        return text if type(text) is str else "<program object>"
-
-    def __str__(self) -> str:
-        text = self._do("str")
-        return text if type(text) is str else "<program object>"
-
-
 def run_tests(tests_fd: int, report_fd: int, req_fd: int, rep_fd: int) -> None:
     payload = codec.read_frame(tests_fd, MAX_SOURCE)
     os.close(tests_fd)
-    client = _Client(req_fd, rep_fd)
+    source: str = payload["source"]
+    client = codec.RpcClient(req_fd, rep_fd, MAX_RPC)
     report: dict[str, Any] = {"nonce": payload["nonce"], "status": "ok"}
+    sys.argv = ["tests.py"]
+    _add_site_builtins()
+    main = types.ModuleType("__main__")
+    sys.modules["__main__"] = main
+    failure: dict[str, Any] | None = None
+    unit: _UnitLog | None = None
     try:
-        names = client.request("names")
-        namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins, **names}
-        exec(compile(payload["source"], "tests.py", "exec"), namespace)
+        unit = _UnitLog() if "unittest" in source else None
+        code = compile(source, "tests.py", "exec")
+        bind(main.__dict__, client, code, entry_points(payload.get("entry_points"), source))
+        exec(code, main.__dict__)
     except SystemExit as stop:
-        if _exit_code(stop) != 0:
-            report = {**report, "status": "failed", "error": "SystemExit", "message": str(stop.code)}
+        if status := exit_status(stop):
+            failure = {**_failure(stop, source), "message": f"the tests exited with status {status}"}
     except BaseException as err:  # any failure of the tests is the verdict's reason
-        report = {**report, "status": "failed", **describe(err), "traceback": _format(err)}
-        remote = getattr(err, "_sandbox_remote", None)
-        if isinstance(remote, dict):
-            report["remote"] = remote
-    if client.gone and report["status"] == "ok":
-        report = {**report, "status": "failed", "error": "SampleGone", "message": client.gone}
+        failure = _failure(err, source)
+    if unit is not None:
+        failure = unit.verdict(main, source, failure)
+        if unit.cases:
+            report["tests_ran"] = unit.started - unit.skipped
+    if failure is None and client.gone:
+        failure = {"error": "SampleGone", "builtin": "BaseException", "message": client.gone[:2000]}
+    if failure is not None:
+        report.update(status="failed", **failure)
     report["calls"] = client.calls
     codec.write_frame(report_fd, report)
     os._exit(0)
 
 
+def bind(
+    ns: dict[str, Any], client: codec.RpcClient, code: types.CodeType, explicit: tuple[str, ...] | None
+) -> None:
+    """Fill the tests' globals (see the module docstring); waits for the end of the program phase."""
+    offered = client.names()
+    loads, stores = global_names(code, offered.keys() | sys.stdlib_module_names)
+    for name in offered if explicit is None else explicit:
+        ident = offered.get(name)
+        if ident is None or name in stores or not plain_name(name) or (explicit is None and _reserved(name)):
+            continue
+        ns[name] = codec.Remote(client, ident)
+    for name in sorted(loads - stores - ns.keys()):
+        if name in sys.stdlib_module_names and name not in _RESERVED and name not in _NO_AUTO_IMPORT:
+            with contextlib.suppress(Exception):
+                ns[name] = __import__(name)
+    ns["__builtins__"] = builtins
+    ns["__name__"] = "__main__"
+
+
+def global_names(code: types.CodeType, wanted: set[str] | frozenset[str]) -> tuple[set[str], set[str]]:
+    """Of ``wanted``, the names the code reads as globals and those it binds as globals (at module
+    level, or declared ``global``). Searches the bytecode for the exact instructions (C speed)."""
+    loads: set[str] = set()
+    stores: set[str] = set()
+    todo = [(code, True)]
+    while todo:
+        co, top = todo.pop()
+        todo.extend((c, False) for c in co.co_consts if type(c) is types.CodeType)
+        raw = co.co_code
+        for name in wanted.intersection(co.co_names):
+            k = co.co_names.index(name)
+            if any(_has(raw, op, k) for op in (_ANY_STORES | _TOP_STORES if top else _ANY_STORES)):
+                stores.add(name)
+            reads = [(op, k) for op in _LOADS if op != _LOAD_GLOBAL]
+            reads += [(_LOAD_GLOBAL, k << _GLOBAL_SHIFT | low) for low in range(1 << _GLOBAL_SHIFT)]
+            if any(_has(raw, op, arg) for op, arg in reads):
+                loads.add(name)
+    return loads, stores
+
+
+def _has(raw: bytes, op: int, arg: int) -> bool:
+    """Whether the wordcode holds instruction ``op`` with argument ``arg`` (EXTENDED_ARG included)."""
+    units = [arg >> shift & 0xFF for shift in (24, 16, 8) if arg >> shift]
+    pattern = bytes(b for high in units for b in (_EXTENDED_ARG, high)) + bytes((op, arg & 0xFF))
+    start = 0
+    while (i := raw.find(pattern, start)) >= 0:
+        if i % 2 == 0 and not (i >= 2 and raw[i - 2] == _EXTENDED_ARG):
+            return True
+        start = i + 1
+    return False
+
+
+def entry_points(value: object, source: str) -> tuple[str, ...] | None:
+    """The explicit entry points: the payload's list, else the directive comments; None if neither."""
+    if value is None:
+        found = _DIRECTIVE.findall(source)
+        if not found:
+            return None
+        value = [n for text in found for n in re.split(r"[\s,]+", text) if n]
+    if type(value) is not list or not all(plain_name(n) for n in value):
+        raise ValueError(f"malformed entry_points: {value!r}"[:300])
+    return tuple(value)
+
+
+def plain_name(name: object) -> bool:
+    """A name the tests may receive from the program: an identifier, not a keyword, not a dunder."""
+    return type(name) is str and name.isidentifier() and not keyword.iskeyword(name) and not _dunder(name)
+
+
+def _reserved(name: str) -> bool:
+    return name in _RESERVED or name in sys.stdlib_module_names
+
+
+def _dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
+class _UnitLog:
+    """What unittest did in this process: hooks on ``unittest.TestResult`` count every test that
+    starts or is skipped and record every failure, whichever runner the tests use."""
+
+    def __init__(self) -> None:
+        import unittest
+
+        self.unittest = unittest
+        self.started = 0
+        self.skipped = 0
+        self.failures: list[tuple[str, BaseException | None, Any]] = []
+        self.cases: list[type] = []
+        base = unittest.TestResult
+
+        def hook(name: str, before: Any) -> None:
+            original = getattr(base, name)
+
+            def wrapped(result: Any, *args: Any) -> Any:
+                before(*args)
+                return original(result, *args)
+
+            setattr(base, name, wrapped)
+
+        hook("startTest", lambda test: self._count(1, 0))
+        hook("addSkip", lambda test, reason: self._count(0, 1))
+        hook("addError", self._failed)
+        hook("addFailure", self._failed)
+        hook("addSubTest", self._sub_test)
+        hook("addUnexpectedSuccess", lambda test: self._failed(test, None))
+
+    def _count(self, started: int, skipped: int) -> None:
+        self.started += started
+        self.skipped += skipped
+
+    def _sub_test(self, test: Any, subtest: Any, err: Any) -> None:
+        if err is not None:
+            self._failed(subtest, err)
+
+    def _failed(self, test: Any, err: Any) -> None:
+        name = codec.safe_str(test.id).replace("__main__.", "")
+        self.failures.append((name, err[1] if err else None, err[2] if err else None))
+
+    def verdict(self, module: types.ModuleType, source: str, failure: dict[str, Any] | None) -> Any:
+        """The first failed test, else ``failure``, else: the module's TestCases, run here if no test
+        ran yet, must have run at least one test."""
+        self.cases = [
+            v
+            for v in list(module.__dict__.values())
+            if isinstance(v, type) and issubclass(v, self.unittest.TestCase) and v.__module__ == "__main__"
+        ]
+        if failure is None and self.cases and not self.started and not self.failures:
+            try:
+                self.unittest.defaultTestLoader.loadTestsFromModule(module).run(self.unittest.TestResult())
+            except BaseException as err:
+                failure = _failure(err, source)
+        if self.failures:
+            name, first, tb = self.failures[0]
+            if first is None:
+                found = {"error": "UnexpectedSuccess", "builtin": "Exception", "message": "", "errno": None}
+            else:
+                found = _failure(first, source, tb)
+            return {**found, "test": name[:500]}
+        if failure is None and self.cases and self.started <= self.skipped:
+            message = (
+                f"{len(self.cases)} unittest TestCase class(es) but no test ran ({self.skipped} skipped)"
+            )
+            return {"error": "NoTestsRan", "builtin": "Exception", "message": message, "errno": None}
+        return failure
+
+
 # ---------------------------------------------------------------- helpers
 
 
-def describe(err: BaseException) -> dict[str, Any]:
-    """Type, nearest builtin type, message and errno of an exception, all as plain strings/ints."""
-    builtin = "Exception"
-    with contextlib.suppress(Exception):
-        builtin = next(c.__name__ for c in type(err).__mro__ if c.__module__ == "builtins")
-    message = "<unprintable>"
-    with contextlib.suppress(Exception):
-        message = str(err)[:2000]
-    number = getattr(err, "errno", None) if isinstance(err, OSError) else None
-    return {
-        "error": str(type(err).__name__)[:200],
-        "builtin": str(builtin)[:200],
-        "message": str(message),
-        "errno": number if type(number) is int else None,
-    }
+def _failure(err: BaseException, source: str, tb: Any = None) -> dict[str, Any]:
+    """``describe`` plus the line of tests.py where it happened and that statement's source."""
+    found = codec.describe_error(err)
+    line = None
+    tb = tb or err.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "tests.py":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    if line is None and isinstance(err, SyntaxError) and err.filename == "tests.py":
+        line = err.lineno
+    line = line if type(line) is int and line > 0 else None
+    found["line"] = line
+    found["source"] = "" if line is None else statement(source, line)
+    remote = getattr(err, "_sandbox_remote", None)
+    if type(remote) is dict:
+        found["remote"] = remote
+    found["traceback"] = codec.safe_str(lambda: "".join(traceback.format_exception(err)))[-4000:]
+    return found
 
 
-def _rebuild(error: dict[str, Any]) -> BaseException:
-    """The program's exception as a genuine builtin exception in the tests (so ``except`` works)."""
-    name = str(error.get("builtin", ""))
-    cls = getattr(builtins, name, None)
-    exc: BaseException
-    if isinstance(cls, type) and issubclass(cls, Exception):
-        try:
-            exc = cls(error.get("message", ""))
-        except TypeError:
-            exc = RuntimeError(f"{name}: {error.get('message', '')}")
-    else:
-        exc = RuntimeError(f"{error.get('error')}: {error.get('message', '')}")
-    exc._sandbox_remote = {k: error.get(k) for k in ("error", "builtin", "errno")}  # type: ignore[attr-defined]
-    return exc
+def statement(source: str, line: int) -> str:
+    """The simple statement of ``source`` at ``line``, on one line (a compound one: that line)."""
+    lines = source.splitlines()
+    text = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+    if len(source) <= 1 << 20:
+        with contextlib.suppress(Exception):
+            import ast
+
+            best: ast.stmt | None = None
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.stmt) and node.lineno <= line <= (node.end_lineno or node.lineno):
+                    best = node if best is None or node.lineno >= best.lineno else best
+            if best is not None and not hasattr(best, "body"):
+                text = " ".join((ast.get_source_segment(source, best) or text).split())
+    return text[:MAX_STATEMENT]
 
 
-def _format(err: BaseException) -> str:
-    with contextlib.suppress(Exception):
-        return "".join(traceback.format_exception(err))[-4000:]
-    return ""
-
-
-def _exit_code(stop: SystemExit) -> int:
-    if stop.code is None:
+def exit_status(stop: SystemExit) -> int:
+    """The process status CPython gives ``SystemExit(code)``: None 0, an int (bool too) & 0xFF, else 1
+    (after printing the code to stderr, as CPython does)."""
+    code = stop.code
+    if code is None:
         return 0
-    if type(stop.code) is int:
-        return stop.code & 0xFF
+    if isinstance(code, int) and issubclass(type(code), int):  # not a forged ``__class__``
+        return int.__int__(code) & 0xFF
     with contextlib.suppress(Exception):
-        print(stop.code, file=sys.stderr)
+        print(code, file=sys.stderr)
     return 1
+
+
+def _add_site_builtins() -> None:
+    """``exit`` and ``quit``, as ``site`` gives every interpreter (the jail runs Python with -S)."""
+    for name in ("exit", "quit"):
+        setattr(builtins, name, _sitebuiltins.Quitter(name, "Ctrl-D (i.e. EOF)"))
 
 
 def _flush() -> None:

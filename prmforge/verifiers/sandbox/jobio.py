@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from prmforge.verifiers.sandbox import codec
+from prmforge.verifiers.sandbox import codec, reports
 from prmforge.verifiers.sandbox.limits import SandboxError, SandboxLimits
 
 START_TIMEOUT_S: Final = 20.0
@@ -38,6 +38,7 @@ class Job:
     argv: tuple[str, ...] = ()
     program: bytes = b""
     tests: bytes | None = None
+    entry_points: tuple[str, ...] = ()  # Python: the program's names under test (may shadow builtins)
 
 
 @dataclass(slots=True)
@@ -62,6 +63,9 @@ class RawRun:
     lost: str | None = None
     leaked: int = 0
     files: dict[str, bytes] | None = None
+    held_open: tuple[str, ...] = ()
+    sockets_left: int = 0
+    cleaning: bool = False
 
 
 class Capture:
@@ -125,6 +129,26 @@ class Pipes:
         self.host_fds.clear()
 
 
+def request_clean(sock: socket.socket, *, ask: bool, timeout_s: float = START_TIMEOUT_S) -> str | None:
+    """Have a pool worker empty its scratch areas after a job: ``ask`` it (after an exec job, once
+    the host collected its files), or only wait for its "cleaned" (after a Python job it cleans
+    unasked). None when it did; otherwise what went wrong (the worker must then be retired)."""
+    try:
+        sock.settimeout(timeout_s)
+        if ask:
+            codec.send_msg(sock, {"cmd": "clean"})
+        reply, _ = codec.recv_msg(sock)
+    except (OSError, EOFError, codec.WireError) as err:
+        return f"clean failed: {type(err).__name__}: {err}"
+    finally:
+        sock.settimeout(None)
+    if not isinstance(reply, dict) or reply.get("event") != "cleaned":
+        return f"unexpected reply to clean: {reply!r}"[:300]
+    if reply.get("ok") is not True:
+        return f"worker could not clean: {reply.get('error')!r}"[:2000]
+    return None
+
+
 def make_pipes(job: Job, nonce: str) -> Pipes:
     pipes = Pipes()
     pipes.add("stdin", job.stdin)
@@ -135,7 +159,10 @@ def make_pipes(job: Job, nonce: str) -> Pipes:
         pipes.add("prog", job.program)
         if job.tests is not None:
             source = job.tests.decode("utf-8", errors="surrogateescape")
-            pipes.add("tests", codec.frame_bytes({"nonce": nonce, "source": source}))
+            payload: dict[str, object] = {"nonce": nonce, "source": source}
+            if job.entry_points:
+                payload["entry_points"] = list(job.entry_points)
+            pipes.add("tests", codec.frame_bytes(payload))
             pipes.add("treport", None)
     return pipes
 
@@ -198,7 +225,7 @@ class JobDriver:
                 self._on_ctl()
             elif key.data == "write":
                 self._on_write(key.fd)
-            else:
+            elif key.data in self.open_readers:  # not drained and closed by a "done" in this batch
                 self._on_read(key.data, key.fd)
 
     def _kill(self) -> None:
@@ -208,7 +235,11 @@ class JobDriver:
         self.deadline = time.monotonic() + KILL_GRACE_S
 
     def _on_ctl(self) -> None:
-        message, _ = codec.recv_msg(self.sock)
+        received, _ = codec.recv_msg(self.sock)
+        try:  # the worker is trusted: a malformed message means the harness broke
+            message = reports.control_message(received)
+        except reports.Malformed as err:
+            raise JailLost(str(err)) from None
         event = message.get("event")
         if event == "forked" and not self.raw.started:
             self.adopt(message)
@@ -221,8 +252,22 @@ class JobDriver:
             self.raw.seconds = time.monotonic() - self.started
             self.sel.unregister(self.sock)
             self.deadline = time.monotonic() + KILL_GRACE_S
+            if message.get("reaped") is True:
+                self._drain()
         else:
             raise JailLost(f"unexpected control message {message!r}")
+
+    def _drain(self) -> None:
+        """Every process of the job is dead: read what the pipes hold and stop waiting for an end of
+        file that only a dead SCM_RIGHTS cycle could still prevent."""
+        for name, fd in list(self.open_readers.items()):
+            while name in self.open_readers:
+                try:
+                    self._on_read(name, fd)
+                except BlockingIOError:
+                    self.sel.unregister(fd)
+                    del self.open_readers[name]
+                    self.raw.held_open += (name,)
 
     def _on_write(self, fd: int) -> None:
         view = self.pending[fd]
@@ -253,5 +298,8 @@ class JobDriver:
         raw.stdout_truncated, raw.stderr_truncated = out.over, err.over
         raw.statuses = self.done.get("status", {})
         raw.scratch_full = bool(self.done.get("scratch_full"))
+        left = self.done.get("sockets")
+        raw.sockets_left = left if type(left) is int else 0
+        raw.cleaning = self.done.get("cleaning") is True
         raw.program_report = self.captures["sreport"].report()
         raw.tests_report = self.captures["treport"].report()

@@ -13,12 +13,18 @@ from prmforge.verifiers.verdict import Verdict
 Isolation = Literal["bwrap", "rlimits-only"]
 """How a sample is confined.
 
-``"bwrap"``: bubblewrap namespaces (user, mount, pid, network, ipc, uts, cgroup),
-a seccomp filter, rlimits, a pids cgroup (and a memory cgroup) per run, a size-
-and inode-capped tmpfs for the scratch dir, /tmp and /dev/shm, and an
-unprivileged host uid. ``"rlimits-only"``: rlimits and a new session only; the
-sample sees the host's files, network and environment-free process tree. Only
-with ``allow_weaker=True``.
+``"bwrap"``: the strongest bubblewrap mode this machine allows, chosen by ``probe.py`` and recorded
+in ``SandboxResult.isolation`` (see docs/sandbox.md):
+
+* root: namespaces (user, mount, pid, network, ipc, uts, cgroup), a seccomp filter, rlimits, a pids
+  (and memory) cgroup per run (cgroup v1, else a cgroup v2 subtree), a size- and inode-capped
+  host tmpfs for the scratch dir, /tmp and /dev/shm, and the unprivileged uid 65534;
+* not root: the same namespaces in an unprivileged user namespace, seccomp, rlimits including
+  RLIMIT_NPROC, bubblewrap's own size-capped tmpfs mounts, and a delegated cgroup v2 subtree where
+  one is writable (else the wall-clock kill is the pid namespace's).
+
+``"rlimits-only"``: rlimits and a new session only; the sample sees the host's files, network and
+environment-free process tree. Only with ``allow_weaker=True``.
 """
 
 MiB = 1 << 20
@@ -49,7 +55,8 @@ class SandboxLimits:
     scratch_bytes / scratch_inodes: size and inode cap of the tmpfs that holds the scratch dir,
         /tmp and /dev/shm -> ENOSPC -> FILE_LIMIT.
     output_bytes: bytes captured per stream (stdout, stderr); one more byte kills the run -> OUTPUT_LIMIT.
-    pids: pids cgroup limit (processes and threads) of the run.
+    pids: pids cgroup limit (processes and threads) of the run; without a pids cgroup also the base of
+        RLIMIT_NPROC (see :meth:`rlimits`).
     nofile: RLIMIT_NOFILE.
     stack_bytes: RLIMIT_STACK (deep recursion ends in SIGSEGV -> CRASH).
     """
@@ -92,10 +99,16 @@ class SandboxLimits:
         """The RLIMIT_CPU soft limit actually set (whole seconds)."""
         return max(1, math.ceil(self.cpu_s if self.cpu_s is not None else self.wall_s))
 
-    def rlimits(self) -> dict[str, int]:
+    def rlimits(self, *, nproc_extra: int | None = None) -> dict[str, int]:
         """Soft limits by ``resource`` constant name, as the in-jail harness sets them (hard = soft,
-        except RLIMIT_CPU whose hard limit is one second later so that SIGXCPU comes first)."""
-        return {
+        except RLIMIT_CPU whose hard limit is one second later so that SIGXCPU comes first).
+
+        ``nproc_extra``: also set RLIMIT_NPROC to ``pids + nproc_extra`` (modes without a pids
+        cgroup). The kernel counts every task of the uid against it: on Linux >= 5.14 those of the
+        jail's own user namespace (the worker and the other job process: extra 2), before that
+        every process of the uid on the host (extra: the uid's current count + 2).
+        """
+        limits = {
             "RLIMIT_AS": self.address_space_bytes,
             "RLIMIT_CPU": self.cpu_seconds,
             "RLIMIT_FSIZE": self.file_size_bytes,
@@ -105,6 +118,9 @@ class SandboxLimits:
             "RLIMIT_MEMLOCK": 0,
             "RLIMIT_MSGQUEUE": 0,
         }
+        if nproc_extra is not None:
+            limits["RLIMIT_NPROC"] = self.pids + max(nproc_extra, 0)
+        return limits
 
 
 @dataclass(frozen=True, slots=True)

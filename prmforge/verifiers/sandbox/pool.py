@@ -4,26 +4,63 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
-from prmforge.verifiers.sandbox.limits import Isolation, SandboxLimits, SandboxResult
-from prmforge.verifiers.sandbox.runner import infra_result, jail_config, python_job, to_result
-from prmforge.verifiers.sandbox.worker import Jail, JailLost
+from prmforge.verifiers.sandbox import health
+from prmforge.verifiers.sandbox.jobio import RawRun
+from prmforge.verifiers.sandbox.limits import (
+    Isolation,
+    SandboxInputError,
+    SandboxLimits,
+    SandboxResult,
+    validate_name,
+)
+from prmforge.verifiers.sandbox.runner import MAX_INPUT, infra_result, jail_config, python_job, to_result
+from prmforge.verifiers.sandbox.worker import Jail, JailLost, Job
 
 RETRIES = 1
 
 
-class PythonSandboxPool:
-    """``size`` warm jails running :meth:`PythonSandbox.run`-compatible jobs, safe to call from threads.
+def exec_job(
+    argv: Sequence[str],
+    files: Mapping[str, bytes],
+    collect: Sequence[str],
+    stdin: bytes,
+    limits: SandboxLimits,
+) -> Job:
+    """The checks :meth:`Sandbox.exec` makes, as a job."""
+    if (
+        isinstance(argv, str | bytes)
+        or not argv
+        or not all(isinstance(a, str) and "\0" not in a for a in argv)
+    ):
+        raise SandboxInputError("argv must be a non-empty sequence of strings without NUL")
+    for name in [*files, *collect]:
+        validate_name(name)
+    if len(stdin) > MAX_INPUT:
+        raise SandboxInputError(f"stdin over {MAX_INPUT} bytes")
+    return Job(kind="exec", limits=limits, stdin=bytes(stdin), argv=tuple(argv))
 
-    Between samples a worker kills every process of its pid namespace and empties the scratch dir,
-    /tmp and /dev/shm; each sample gets fresh pipes, a fresh cgroup and a fresh fork of a process
-    that never ran sample code. A jail whose worker dies, hangs or leaves a process behind is closed
-    and replaced; the sample is retried once on a fresh jail, then reported as INFRA_ERROR.
+
+class SandboxPool:
+    """``size`` warm jails running :meth:`PythonSandbox.run`- and :meth:`Sandbox.exec`-compatible
+    jobs, safe to call from threads.
+
+    After each sample the worker kills every process of its pid namespace, has the kernel collect
+    what dead SCM_RIGHTS cycles held, and (once the host has collected the requested files) empties
+    the scratch dir, /tmp and /dev/shm. The host then checks the worker against the state it had when
+    it started (:mod:`health`: limits, scheduling, mounts, descriptors, processes, free space in the
+    scratch areas and /dev, sockets in its network namespace). A worker that fails the check, dies,
+    hangs or leaves a process behind is retired (``retired`` counts them) and replaced; the sample's
+    verdict stays what the sample earned. A sample whose worker was lost is retried once on a fresh
+    jail, then reported as INFRA_ERROR. Each sample gets fresh pipes, a fresh cgroup and a fresh fork
+    of a process that never ran sample code.
 
     The tmpfs size and inode cap are the pool's ``limits``; ``timeout_s`` and the per-run limits of
-    :meth:`run` may be changed per call.
+    :meth:`run` and :meth:`exec` may be changed per call.
     """
 
     def __init__(
@@ -38,11 +75,14 @@ class PythonSandboxPool:
             raise ValueError("size must be >= 1")
         self.limits = limits or SandboxLimits()
         self.config = jail_config(isolation, allow_weaker=allow_weaker)
+        self.retired = 0
+        self.retire_reasons: deque[str] = deque(maxlen=32)  # why, most recent last
         # bwrap --die-with-parent ties each jail to the *thread* that spawned it: spawn from one
         # long-lived thread so that a caller's thread ending does not kill a warm jail.
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-spawner")
         self._idle: queue.Queue[Jail] = queue.Queue()
         self._all: set[Jail] = set()
+        self._baseline: dict[Jail, health.WorkerState] = {}
         self._lock = threading.Lock()
         self._closed = False
         try:
@@ -56,40 +96,94 @@ class PythonSandboxPool:
     def isolation(self) -> str:
         return self.config.label
 
+    @property
+    def last_retire_reason(self) -> str:
+        return self.retire_reasons[-1] if self.retire_reasons else ""
+
     def _spawn(self) -> Jail:
         jail = Jail(self.config, self.limits, oneshot=False)
         jail.start()
+        try:
+            health.quiet_time_wait(jail)
+            baseline = health.snapshot(jail)
+        except health.HealthError as err:
+            jail.close()
+            raise JailLost(str(err)) from err
         with self._lock:
             self._all.add(jail)
+            self._baseline[jail] = baseline
         return jail
 
     def _retire(self, jail: Jail) -> None:
         with self._lock:
             self._all.discard(jail)
+            self._baseline.pop(jail, None)
         jail.close()
+        health.collect_unix_garbage()
 
     def run(
-        self, program: str, *, tests: str | None = None, stdin: bytes = b"", timeout_s: float | None = None
+        self,
+        program: str,
+        *,
+        tests: str | None = None,
+        stdin: bytes = b"",
+        timeout_s: float | None = None,
+        entry_points: Sequence[str] = (),
     ) -> SandboxResult:
-        job = python_job(self.limits, program, tests, stdin, timeout_s)
+        """:meth:`PythonSandbox.run` in a warm jail."""
+        job = python_job(self.limits, program, tests, stdin, timeout_s, entry_points)
+        return self._submit(job, {}, ())
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        files: Mapping[str, bytes] | None = None,
+        limits: SandboxLimits | None = None,
+        stdin: bytes = b"",
+        collect: Sequence[str] = (),
+    ) -> SandboxResult:
+        """:meth:`Sandbox.exec` in a warm jail: ``argv`` runs with cwd = the (empty) scratch dir holding
+        ``files``; ``result.files`` has the regular files named in ``collect``. Nothing written in or
+        left by the job is there for the next one."""
+        files = dict(files or {})
+        job = exec_job(argv, files, collect, stdin, limits or self.limits)
+        return self._submit(job, files, tuple(collect))
+
+    def _submit(self, job: Job, files: dict[str, bytes], collect: tuple[str, ...]) -> SandboxResult:
         reason = ""
         for _ in range(1 + RETRIES):
             if self._closed:
                 raise RuntimeError("pool is closed")
             jail = self._idle.get()
+            raw: RawRun | None = None
             try:
-                raw = jail.run(job)
+                raw = jail.run(job, files=files, collect=collect)
             finally:  # whatever happens, the pool keeps its size
-                self._give_back(jail)
+                self._give_back(jail, raw)
             if raw.lost is None or raw.timed_out:
                 return to_result(job, raw, self.config.label)
             reason = raw.lost
         return infra_result(f"sandbox worker failed twice: {reason}", self.config.label)
 
-    def _give_back(self, jail: Jail) -> None:
-        if jail.healthy:
+    def _give_back(self, jail: Jail, raw: RawRun | None) -> None:
+        """Back to the idle queue if the worker proves clean; otherwise retire and replace it."""
+        if not jail.healthy or jail.sock is None:  # Jail.run has the worker clean; it failed or died
+            problem: str | None = jail.problem or "worker lost"
+        elif raw is None:  # the job raised (input files that did not fit...): state unknown
+            problem = "the job did not complete"
+        else:
+            problem = None
+        if problem is None:
+            with self._lock:
+                baseline = self._baseline.get(jail)
+            problem = "no baseline" if baseline is None else health.check(jail, baseline)
+        if problem is None:
             self._idle.put(jail)
             return
+        with self._lock:
+            self.retired += 1
+            self.retire_reasons.append(problem)
         self._spawner.submit(self._retire, jail).result()
         try:
             self._idle.put(self._spawner.submit(self._spawn).result())
@@ -101,14 +195,19 @@ class PythonSandboxPool:
         with self._lock:
             jails = list(self._all)
             self._all.clear()
+            self._baseline.clear()
         for jail in jails:
             self._spawner.submit(jail.close).result()
         self._spawner.shutdown(wait=True)
 
-    def __enter__(self) -> PythonSandboxPool:
+    def __enter__(self) -> SandboxPool:
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+PythonSandboxPool = SandboxPool
+"""The pool's earlier name (it ran Python only); the same class."""

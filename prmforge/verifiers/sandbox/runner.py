@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Final
 
 from prmforge.verifiers.sandbox import cgroup, outcome, scratch
+from prmforge.verifiers.sandbox.cgroup import CgroupBackend
+from prmforge.verifiers.sandbox.cgroup_v2 import V2Backend
 from prmforge.verifiers.sandbox.limits import (
     Isolation,
     SandboxInputError,
@@ -24,49 +25,84 @@ from prmforge.verifiers.verdict import Verdict
 MAX_INPUT: Final = 8 << 20
 
 
-@functools.cache
-def _sweep_once() -> None:
-    """Remove cgroups and run directories left by sandbox hosts that died (once per process)."""
-    cgroup.sweep_stale()
-    scratch.sweep_stale()
+_SWEPT: set[str] = set()
+
+
+def _sweep_once(backend: CgroupBackend | None, root: bool) -> None:
+    """Remove cgroups and run directories left by sandbox hosts that died (once per process and
+    hierarchy)."""
+    if root and "v1" not in _SWEPT:
+        _SWEPT.add("v1")
+        cgroup.sweep_stale()
+    if isinstance(backend, V2Backend) and str(backend.base) not in _SWEPT:
+        _SWEPT.add(str(backend.base))
+        backend.sweep_stale()
+    if "scratch" not in _SWEPT:
+        _SWEPT.add("scratch")
+        scratch.sweep_stale()
 
 
 def jail_config(isolation: Isolation, *, allow_weaker: bool) -> JailConfig:
-    """Check the machine (fail closed) and describe how jails are built. Sweeps leftovers of dead hosts."""
+    """Check the machine (fail closed), pick the strongest mode and describe how its jails are built.
+    Sweeps leftovers of dead hosts."""
     report = require(isolation, allow_weaker=allow_weaker)
-    if report.root:
-        _sweep_once()
-    if isolation == "bwrap":
+    mode = report.mode if isolation == "bwrap" else None
+    backend = report.cgroup_backend() if mode is not None or report.root else None
+    _sweep_once(backend, report.root)
+    if mode is not None:
         return JailConfig(
             python=JAIL_PYTHON,
             bwrap=report.bwrap,
             seccomp_bpf=compile_filter(),
-            controllers=report.cgroup_controllers,
-            uid=SANDBOX_UID,
-            mount_tmpfs=True,
+            cgroups=backend,
+            uid=SANDBOX_UID if mode == "root" else None,
+            mount_tmpfs=mode == "root",
+            jail_tmpfs=mode == "userns",
+            nproc=report.nproc,
+            nproc_per_userns=report.nproc_per_userns,
             label=report.layers,
         )
     python = JAIL_PYTHON if report.jail_python else sys.executable
-    layers = ["rlimits", *report.cgroup_controllers] + (["tmpfs", f"uid{SANDBOX_UID}"] if report.root else [])
+    controllers = backend.controllers if backend is not None else ()
+    layers = ["rlimits", *controllers] + (["tmpfs", f"uid{SANDBOX_UID}"] if report.root else [])
     return JailConfig(
         python=python,
         bwrap=None,
         seccomp_bpf=None,
-        controllers=report.cgroup_controllers,
+        cgroups=backend,
         uid=SANDBOX_UID if report.root and report.jail_python else None,
         mount_tmpfs=report.root,
         label="rlimits-only:" + "+".join(layers),
     )
 
 
+def program_status(raw: RawRun) -> tuple[int | None, int | None]:
+    """``(exit_code, signal)`` of the program process as a user reads them.
+
+    A Python job with tests keeps its program process serving the tests' calls until the tests
+    process (the job's main process) ends; then the program exits 0 by itself or, when the harness's
+    teardown comes first, is SIGKILLed. That kill is not something the sample did: a program that
+    had run to its end is reported as ``(0, None)`` either way, one still running its top level as
+    ``(None, None)``. A kill at the deadline or on an output flood is reported as it happened.
+    """
+    s = raw.statuses.get("s") if isinstance(raw.statuses, dict) else None
+    if not isinstance(s, dict):  # malformed facts: the verdict says so; nothing to display
+        return None, None
+    if s.get("harness_killed") is True and not (raw.timed_out or raw.output_overflow):
+        report = raw.program_report if isinstance(raw.program_report, dict) else {}
+        return (0 if report.get("outcome") == "completed" else None), None
+    code, sig = s.get("code"), s.get("signal")
+    return (code if type(code) is int else None), (sig if type(sig) is int else None)
+
+
 def to_result(job: Job, raw: RawRun, label: str) -> SandboxResult:
     decision = outcome.derive(job, raw)
-    s = raw.statuses.get("s", {})
+    exit_code, signal = program_status(raw)
     return SandboxResult(
         verdict=decision.verdict,
         reason=decision.reason,
-        exit_code=s.get("code"),
-        signal=s.get("signal"),
+        exit_code=exit_code,
+        signal=signal,
         stdout=raw.stdout,
         stderr=raw.stderr,
         stdout_truncated=raw.stdout_truncated,
@@ -152,7 +188,12 @@ class Sandbox(_FreshJails):
 
 
 def python_job(
-    limits: SandboxLimits, program: str, tests: str | None, stdin: bytes, timeout_s: float | None
+    limits: SandboxLimits,
+    program: str,
+    tests: str | None,
+    stdin: bytes,
+    timeout_s: float | None,
+    entry_points: Sequence[str] = (),
 ) -> Job:
     if timeout_s is not None:
         limits = replace(limits, wall_s=timeout_s)
@@ -160,7 +201,17 @@ def python_job(
     test_bytes = None if tests is None else tests.encode("utf-8", errors="surrogateescape")
     if max(len(encoded), len(test_bytes or b""), len(stdin)) > MAX_INPUT:
         raise SandboxInputError(f"program, tests and stdin are capped at {MAX_INPUT} bytes each")
-    return Job(kind="python", limits=limits, stdin=bytes(stdin), program=encoded, tests=test_bytes)
+    names = tuple(entry_points)
+    if not all(type(n) is str and n.isidentifier() for n in names):
+        raise SandboxInputError(f"entry_points must be identifiers, got {list(names)!r}")
+    return Job(
+        kind="python",
+        limits=limits,
+        stdin=bytes(stdin),
+        program=encoded,
+        tests=test_bytes,
+        entry_points=names,
+    )
 
 
 class PythonSandbox(_FreshJails):
@@ -172,7 +223,15 @@ class PythonSandbox(_FreshJails):
     """
 
     def run(
-        self, program: str, *, tests: str | None = None, stdin: bytes = b"", timeout_s: float | None = None
+        self,
+        program: str,
+        *,
+        tests: str | None = None,
+        stdin: bytes = b"",
+        timeout_s: float | None = None,
+        entry_points: Sequence[str] = (),
     ) -> SandboxResult:
-        job = python_job(self.limits, program, tests, stdin, timeout_s)
+        """``entry_points``: the program's names the tests call; only those are bound in the tests, and
+        they may shadow a builtin or a standard-library module (a function named ``sorted``)."""
+        job = python_job(self.limits, program, tests, stdin, timeout_s, entry_points)
         return run_in_fresh_jail(self.config, job)

@@ -106,9 +106,31 @@ CLONE_NAMESPACE_FLAGS: Final = (
 # Socket families a sample may open: Unix, IPv4, IPv6 (inside a network namespace with only loopback).
 ALLOWED_FAMILIES: Final = frozenset({socket.AF_UNIX, socket.AF_INET, socket.AF_INET6})
 _MAX_FAMILY: Final = 64
+_LOW32: Final = 0xFFFFFFFF
 
 # fcntl lock commands: F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW.
 FCNTL_LOCKS: Final = (5, 6, 7, 36, 37, 38)
+
+# fcntl commands that watch or lease shared inodes: F_NOTIFY (dnotify on a shared read-only directory
+# would let one jail see another's reads, like inotify) and F_SETLEASE.
+FCNTL_DENIED: Final = (1026, 1024)  # F_NOTIFY, F_SETLEASE
+
+# Calls that change another process. Inside a warm jail the only other processes a sample can name
+# are its own and the worker (same uid, PID 1): lowering the worker's hard limits, nice value,
+# scheduling class, CPU set or I/O priority would carry over to every later sample forked from it.
+# Each is allowed only on the caller itself (pid 0).
+SELF_ONLY_ARG0: Final = (
+    "prlimit64",  # glibc's setrlimit/getrlimit pass pid 0
+    "sched_setscheduler",
+    "sched_setparam",
+    "sched_setattr",
+    "sched_setaffinity",
+    "migrate_pages",
+    "move_pages",
+)
+# setpriority(which, who, prio) and ioprio_set(which, who, ioprio): only (PRIO_PROCESS, 0) and
+# (IOPRIO_WHO_PROCESS, 0); PRIO_USER with who 0 would reach every process of the uid, the worker too.
+SELF_ONLY_WHICH_WHO: Final = (("setpriority", 0), ("ioprio_set", 1))
 
 # ioctls that push input into a terminal or talk to the console.
 DENIED_IOCTLS: Final = (0x5412, 0x541C)  # TIOCSTI, TIOCLINUX
@@ -134,10 +156,21 @@ def compile_filter() -> bytes:
             flt.add_rule(no_family, "socketpair", sc.Arg(0, sc.EQ, family))
     flt.add_rule(no_family, "socket", sc.Arg(0, sc.GE, _MAX_FAMILY))
     flt.add_rule(no_family, "socketpair", sc.Arg(0, sc.GE, _MAX_FAMILY))
+    # fcntl's cmd is an unsigned int: compare the low 32 bits only, or a raw syscall with high bits
+    # set would slip past an exact 64-bit comparison.
     for cmd in FCNTL_LOCKS:
-        flt.add_rule(sc.ERRNO(errno.ENOLCK), "fcntl", sc.Arg(1, sc.EQ, cmd))
+        flt.add_rule(sc.ERRNO(errno.ENOLCK), "fcntl", sc.Arg(1, sc.MASKED_EQ, _LOW32, cmd))
+    for cmd in FCNTL_DENIED:
+        flt.add_rule(eperm, "fcntl", sc.Arg(1, sc.MASKED_EQ, _LOW32, cmd))
+    # "not 0" over all 64 bits errs towards refusing: a pid or selector with high bits set is refused
+    # even where the kernel would truncate it to 0.
+    for name in SELF_ONLY_ARG0:
+        flt.add_rule(eperm, name, sc.Arg(0, sc.NE, 0))
+    for name, which in SELF_ONLY_WHICH_WHO:
+        flt.add_rule(eperm, name, sc.Arg(0, sc.NE, which))
+        flt.add_rule(eperm, name, sc.Arg(1, sc.NE, 0))
     for request in DENIED_IOCTLS:
-        flt.add_rule(eperm, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, request))
+        flt.add_rule(eperm, "ioctl", sc.Arg(1, sc.MASKED_EQ, _LOW32, request))
     fd = os.memfd_create("prmforge-seccomp", os.MFD_CLOEXEC)
     with os.fdopen(fd, "w+b") as sink:
         flt.export_bpf(sink)

@@ -7,6 +7,7 @@ FAIL with a pointer to scripts/install-system-deps.sh: CI installs it, so a skip
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator, Set
@@ -39,6 +40,8 @@ LIMITS = SandboxLimits(
     pids=32,
 )
 LIVE_POOLS: list[PythonSandboxPool] = []
+# The suite runs as root: cgroup v1 or v2 pids and memory, a uid switch (probe.py names the modes).
+FULL_ROOT_MODE = re.compile(r"bwrap\+seccomp\+(?:cgroup2\+)?pids\+memory\+rlimits\+tmpfs\+uid65534$")
 SECRET_ENV = {"PRMFORGE_SENTINEL_SECRET": "s3cret-env", "HF_TOKEN": "hf_sentinel", "DATABASE_URL": "pg://x"}
 
 CANARY = """
@@ -179,8 +182,10 @@ def assert_no_leftovers(before: Set[int] = frozenset()) -> None:
     )
     mine = f"{os.getpid()}-"
     pool_names = {j.cgroup.paths["pids"].name for j in jails if j.cgroup is not None}
-    for ctrl in cg.available_controllers():
-        base = cg.ROOT / ctrl / cg.PREFIX
+    bases = [cg.ROOT / ctrl / cg.PREFIX for ctrl in cg.available_controllers()]
+    if (v2 := probe_isolation().cgroup_v2) is not None:  # a cgroup v2 host (or a delegated subtree)
+        bases.append(Path(v2) / cg.PREFIX)
+    for base in bases:
         ours = (
             {p.name for p in base.iterdir() if p.is_dir() and p.name.startswith(mine)}
             if base.exists()

@@ -160,7 +160,6 @@ CASES: dict[str, Case] = {
         """),
         Verdict.FAIL,
         also=frozenset({Verdict.MEMORY_LIMIT, Verdict.CRASH}),
-        timeout_s=6.0,
         slow=True,
     ),
     # ---------------------------------------------------------------- C. processes

@@ -27,7 +27,7 @@ from prmforge.verifiers.sandbox.jobio import Job, RawRun
 from prmforge.verifiers.sandbox.limits import validate_name
 from prmforge.verifiers.verdict import Verdict
 
-from .conftest import LIMITS, Host
+from .conftest import FULL_ROOT_MODE, LIMITS, Host
 
 
 def test_limits_validate() -> None:
@@ -144,7 +144,7 @@ def test_rlimits_only_runs_when_asked(host: Host) -> None:
 def test_probe_reports_full_isolation(host: Host) -> None:
     report = probe_isolation()
     assert report.full, report.missing
-    assert report.layers.startswith("bwrap+seccomp+pids")
+    assert FULL_ROOT_MODE.match(report.layers), report.layers
     assert json.dumps(report.as_dict())
 
 
