@@ -194,11 +194,31 @@ class Cgroup:
         """Kill what is left, then remove the directories (children first). Retries while the kernel
         finishes tearing down exiting tasks."""
         for path in self.paths.values():
-            if not path.exists():
+            try:  # the common case, a job's leaf cgroup: one rmdir, no walk over its control files
+                path.rmdir()
                 continue
-            for sub in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            except FileNotFoundError:
+                continue
+            except OSError:
+                pass
+            for sub in sorted(subdirs(path), key=lambda p: -len(p.parts)):
                 _rmdir(sub)
             _rmdir(path)
+
+
+def subdirs(path: Path) -> list[Path]:
+    """Every cgroup below ``path`` (directory entries by type, without a stat of each control file)."""
+    found: list[Path] = []
+    stack = [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                subs = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            continue
+        found += subs
+        stack += subs
+    return found
 
 
 def _rmdir(path: Path) -> None:

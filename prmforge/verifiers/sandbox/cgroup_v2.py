@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from prmforge.verifiers.sandbox.cgroup import PREFIX, CgroupError, owner_alive
+from prmforge.verifiers.sandbox.cgroup import PREFIX, CgroupError, owner_alive, subdirs
 
 WANTED: Final = ("pids", "memory")
 ENV_BASE: Final = "PRMFORGE_SANDBOX_CGROUP"
@@ -290,7 +290,7 @@ class Cgroup2:
 
     def _subtree(self) -> list[Path]:
         """This cgroup and every cgroup below it, deepest first."""
-        found = [p for p in self.path.rglob("*") if p.is_dir()] if self.path.is_dir() else []
+        found = subdirs(self.path)
         return [*sorted(found, key=lambda p: -len(p.parts)), self.path]
 
     def kill(self) -> None:
@@ -321,6 +321,13 @@ class Cgroup2:
 
     def remove(self) -> None:
         """Kill what is left, then remove the directories (children first)."""
+        try:  # the common case, a job's leaf cgroup: one rmdir, no walk over its control files
+            self.path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            pass
         for path in self._subtree():
             for attempt in range(400):
                 try:
