@@ -35,14 +35,7 @@ right-hand side, and inequalities and equations as answers.
 from __future__ import annotations
 
 import atexit
-import json
-import os
 import re
-import select
-import subprocess
-import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cache
@@ -57,6 +50,7 @@ from prmforge.verifiers.answer_extract import (
     extract_final_answer,
 )
 from prmforge.verifiers.answer_extract import clean as _clean
+from prmforge.verifiers.child_worker import JsonLineWorker
 
 __all__ = [
     "DEFAULT_EXTRACTION",
@@ -269,93 +263,31 @@ def _number(text: str) -> Fraction | None:
 
 
 class _MathVerifyEngine:
-    """One persistent child process running math-verify; killed and restarted when a request runs over.
-
-    A pipe and :func:`select.select` bound the wait, so it works from any thread, in daemonic worker
-    processes (which may not use :mod:`multiprocessing` children) and without signals. Requests from
-    several threads are serialised by a lock.
-    """
+    """One persistent child process running math-verify
+    (:class:`~prmforge.verifiers.child_worker.JsonLineWorker`): killed and restarted when a request
+    runs over its deadline, which then is undecided (None)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._process: subprocess.Popen[str] | None = None
-        self._pid = os.getpid()
-        self.calls = 0  # requests sent to the child (the fast path sends none)
-        self.restarts = 0
+        self._worker = JsonLineWorker(
+            Path(__file__).with_name("_mathverify_worker.py"), startup_timeout_s=_STARTUP_TIMEOUT_S
+        )
+
+    @property
+    def calls(self) -> int:
+        """Requests sent to the child (the fast path sends none)."""
+        return self._worker.calls
+
+    @property
+    def restarts(self) -> int:
+        return self._worker.restarts
 
     def equal(self, predicted: str, gold: str, tolerance: float, timeout_s: float) -> bool | None:
-        request = json.dumps({"pred": predicted, "gold": gold, "tol": tolerance})
-        return self._request(request, timeout_s)
-
-    def _request(self, request: str, timeout_s: float) -> bool | None:
-        with self._lock:
-            self.calls += 1
-            process = self._ensure()
-            if process is None:
-                return None
-            assert process.stdin is not None
-            assert process.stdout is not None
-            try:
-                process.stdin.write(request + "\n")
-                process.stdin.flush()
-            except (BrokenPipeError, OSError):
-                self._kill()
-                return None
-            line = self._readline(process, timeout_s)
-            if line is None:
-                self._kill()
-                return None
-            try:
-                result = json.loads(line)["equal"]
-            except (ValueError, KeyError, TypeError):
-                self._kill()
-                return None
-            return result if isinstance(result, bool) else None
-
-    def _ensure(self) -> subprocess.Popen[str] | None:
-        if self._pid != os.getpid():  # forked: the parent's child and lock are not ours
-            self._process, self._pid = None, os.getpid()
-        if self._process is not None and self._process.poll() is None:
-            return self._process
-        self._process = subprocess.Popen(
-            [sys.executable, "-I", str(Path(__file__).with_name("_mathverify_worker.py"))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-        )
-        if self._readline(self._process, _STARTUP_TIMEOUT_S) is None:
-            self._kill()
-            return None
-        return self._process
-
-    @staticmethod
-    def _readline(process: subprocess.Popen[str], timeout_s: float) -> str | None:
-        assert process.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([process.stdout], [], [], left)
-            if ready:
-                line = process.stdout.readline()
-                return line or None
-
-    def _kill(self) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            self.restarts += 1
-            process.kill()
-            process.wait()
+        reply = self._worker.request({"pred": predicted, "gold": gold, "tol": tolerance}, timeout_s)
+        result = reply.get("equal") if isinstance(reply, dict) else None
+        return result if isinstance(result, bool) else None
 
     def close(self) -> None:
-        with self._lock:
-            if self._process is not None:
-                self._process.kill()
-                self._process.wait()
-                self._process = None
+        self._worker.close()
 
 
 _ENGINE: Final = _MathVerifyEngine()
