@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+import prmforge
 from prmforge.verifiers.sandbox import IsolationUnavailable, SandboxLimits, cgroup_v2, probe, scratch
 from prmforge.verifiers.sandbox.jobio import RawRun
 from prmforge.verifiers.sandbox.probe import IsolationReport
@@ -241,22 +242,64 @@ def _remove_user() -> Iterator[None]:
             subprocess.run(["userdel", USER], check=False, capture_output=True)
 
 
-def _child_command(args: str) -> list[str]:
-    """This module as a script, run by an interpreter the test user may run with this environment's
-    packages importable. The venv's own interpreter may live in a directory only root can enter:
-    then the system one of the same version, with the venv's site-packages added."""
-    if os.geteuid() != 0 or _readable_by_others(Path(sys.executable).resolve()):
-        return [sys.executable, "-B", "-m", MODULE, "child", args]
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    system = shutil.which(version, path="/usr/bin:/bin")
-    if system is None:
-        pytest.fail(f"no {version} that user {USER} may run (the venv's interpreter is private)")
-    purelib = sysconfig.get_paths()["purelib"]
+def _child_command(args: str, stage: Path) -> list[str]:
+    """This module as a script, run from ``stage`` (a world-readable copy of what it imports) by an
+    interpreter the test user may run: the venv's own if others may run it, else the system one of
+    the same version."""
+    python = sys.executable
+    if os.geteuid() == 0 and not _readable_by_others(Path(sys.executable).resolve()):
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        system = shutil.which(version, path="/usr/bin:/bin")
+        if system is None:
+            pytest.fail(f"no {version} that user {USER} may run (the venv's interpreter is private)")
+        python = system
     boot = (
-        f"import runpy, site, sys; site.addsitedir({purelib!r}); sys.path.insert(0, {str(IMPORT_ROOT)!r}); "
+        f"import runpy, sys; sys.path[:0] = [{str(stage)!r}, {str(stage / 'site')!r}]; "
         f"runpy.run_module({MODULE!r}, run_name='__main__', alter_sys=True)"
     )
-    return [system, "-B", "-c", boot, "child", args]
+    return [python, "-B", "-I", "-c", boot, "child", args]
+
+
+_PROBE = (
+    "import json, sys, sysconfig; sys.path.insert(0, sys.argv[1]); import pyseccomp, pytest; "
+    "import prmforge.verifiers.sandbox.runner; "
+    f"__import__({MODULE.rsplit('.', 1)[0] + '.hostile_cases'!r}); "
+    "lib = sysconfig.get_paths()['purelib']; "
+    "print(json.dumps(sorted({m.__file__[len(lib) + 1:].split('/')[0] for m in list(sys.modules.values()) "
+    "if (getattr(m, '__file__', None) or '').startswith(lib + '/')})))"
+)
+
+
+def _stage(root: Path) -> Path:
+    """A world-readable copy of what the child imports: the checkout (or its virtualenv) may sit in a
+    folder only root can enter, as a clone in a private ``mktemp -d`` folder does. The prmforge
+    package, this test package, and the third-party modules found by importing them once."""
+    stage = root / "stage"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    package = Path(prmforge.__file__).resolve().parent
+    shutil.copytree(package, stage / "prmforge", ignore=ignore)
+    shutil.copytree(HERE.parent, stage / HERE.parent.name, ignore=ignore)
+    found = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(IMPORT_ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    for name in json.loads(found.stdout.strip().splitlines()[-1]):
+        if name.startswith("__editable__") or name.endswith(".pth"):
+            continue  # the editable finder points into the checkout: the copy above replaces it
+        source = purelib / name
+        target = stage / "site" / name
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=ignore)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    for path in (root, stage, *stage.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return stage
 
 
 def _readable_by_others(path: Path) -> bool:
@@ -269,13 +312,18 @@ def _run_child(
     uid, gid = _user()
     args = json.dumps({"cases": list(cases), "pool_cases": list(pool_cases),
                        "dir": str(sentinels.directory), "port": sentinels.port})  # fmt: skip
-    command = _child_command(args)
+    staging = Path(tempfile.mkdtemp(prefix="prmforge-unpriv-"))
+    stage = _stage(staging)
+    command = _child_command(args, stage)
     env = {"PATH": "/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8", **SECRET_ENV}
     if os.geteuid() == 0:
         ids = f"--reuid={uid} --regid={gid} --clear-groups"
         join = f'echo $$ > "{cgroup}/cgroup.procs" && ' if cgroup is not None else ""
         command = ["/bin/sh", "-c", f'{join}exec setpriv {ids} -- "$@"', "sh", *command]
-    done = subprocess.run(command, cwd=IMPORT_ROOT, env=env, capture_output=True, timeout=600, check=False)
+    try:
+        done = subprocess.run(command, cwd=stage, env=env, capture_output=True, timeout=600, check=False)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if done.returncode != 0:
         pytest.fail(f"child failed ({done.returncode}): {done.stderr.decode(errors='replace')[-4000:]}")
     result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
