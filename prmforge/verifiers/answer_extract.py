@@ -116,7 +116,7 @@ def _within_prose(answer: str) -> str | None:
 
 def _extract_answer_is(text: str) -> str | None:
     for match in reversed(list(_ANSWER_IS.finditer(text))):
-        if cleaned := _answer_text(match.group(1)):
+        if cleaned := _within_prose(match.group(1)) or _answer_text(match.group(1)):
             return cleaned
     return None
 

@@ -172,3 +172,16 @@ def test_final_answer_sentences(text: str, answer: str) -> None:
 def test_last_math_reads_a_bare_expression_whole(text: str, answer: str) -> None:
     assert extract_final_answer(text, ("last_math",)) == answer
     assert extract_final_answer(text) is None or text.startswith("the")
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("The final answer is that there are 12 distinct sequences. I hope it is correct.", "12"),
+        ("The answer is 12 apples.", "12 apples"),  # a number and its unit is not a sentence
+        ("The answer is $12$ dollars", "12"),
+        ("The answer is: 42", "42"),
+    ],
+)
+def test_the_answer_is_a_sentence(text: str, answer: str) -> None:
+    assert extract_final_answer(text) == answer
