@@ -13,36 +13,13 @@ from prmforge.verifiers.sandbox import health
 from prmforge.verifiers.sandbox.jobio import RawRun
 from prmforge.verifiers.sandbox.limits import (
     Isolation,
-    SandboxInputError,
     SandboxLimits,
     SandboxResult,
-    validate_name,
 )
-from prmforge.verifiers.sandbox.runner import MAX_INPUT, infra_result, jail_config, python_job, to_result
+from prmforge.verifiers.sandbox.runner import exec_job, infra_result, jail_config, python_job, to_result
 from prmforge.verifiers.sandbox.worker import Jail, JailLost, Job
 
 RETRIES = 1
-
-
-def exec_job(
-    argv: Sequence[str],
-    files: Mapping[str, bytes],
-    collect: Sequence[str],
-    stdin: bytes,
-    limits: SandboxLimits,
-) -> Job:
-    """The checks :meth:`Sandbox.exec` makes, as a job."""
-    if (
-        isinstance(argv, str | bytes)
-        or not argv
-        or not all(isinstance(a, str) and "\0" not in a for a in argv)
-    ):
-        raise SandboxInputError("argv must be a non-empty sequence of strings without NUL")
-    for name in [*files, *collect]:
-        validate_name(name)
-    if len(stdin) > MAX_INPUT:
-        raise SandboxInputError(f"stdin over {MAX_INPUT} bytes")
-    return Job(kind="exec", limits=limits, stdin=bytes(stdin), argv=tuple(argv))
 
 
 class SandboxPool:

@@ -176,15 +176,30 @@ class Sandbox(_FreshJails):
     ) -> SandboxResult:
         """Run ``argv`` with cwd = a private scratch dir holding ``files``; return the result, and in
         ``result.files`` the regular files named in ``collect`` (symlinks and special files refused)."""
-        if not argv or not all(isinstance(a, str) and "\0" not in a for a in argv):
-            raise SandboxInputError("argv must be a non-empty sequence of strings without NUL")
         files = dict(files or {})
-        for name in [*files, *collect]:
-            validate_name(name)
-        if len(stdin) > MAX_INPUT:
-            raise SandboxInputError(f"stdin over {MAX_INPUT} bytes")
-        job = Job(kind="exec", limits=limits or self.limits, stdin=bytes(stdin), argv=tuple(argv))
+        job = exec_job(argv, files, collect, stdin, limits or self.limits)
         return run_in_fresh_jail(self.config, job, files=files, collect=tuple(collect))
+
+
+def exec_job(
+    argv: Sequence[str],
+    files: Mapping[str, bytes],
+    collect: Sequence[str],
+    stdin: bytes,
+    limits: SandboxLimits,
+) -> Job:
+    """An ``exec`` job, its inputs checked (for :meth:`Sandbox.exec` and :meth:`SandboxPool.exec`)."""
+    if (
+        isinstance(argv, str | bytes)
+        or not argv
+        or not all(isinstance(a, str) and "\0" not in a for a in argv)
+    ):
+        raise SandboxInputError("argv must be a non-empty sequence of strings without NUL")
+    for name in [*files, *collect]:
+        validate_name(name)
+    if len(stdin) > MAX_INPUT:
+        raise SandboxInputError(f"stdin over {MAX_INPUT} bytes")
+    return Job(kind="exec", limits=limits, stdin=bytes(stdin), argv=tuple(argv))
 
 
 def python_job(
