@@ -8,6 +8,7 @@ and a broken sandbox would otherwise pass green.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,3 +24,28 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under CI, where every isolation tool must be installed: {reason}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread_per_test_process() -> Iterator[None]:
+    """pytest-xdist runs a test process per core: torch's default of one thread per core in each (and in
+    the servers they start) oversubscribes the machine many times over."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`prmforge tiny-model`'s output (a random ~300k-parameter Llama and a local tokenizer), once per
+    test process."""
+    from prmforge.policies.tiny_model import write_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny-model")
+    write_tiny_model(out)
+    return out

@@ -21,19 +21,26 @@ from prmforge.annotators.base import Annotator
 from prmforge.policies.base import Policy
 
 
+def _no_engines_for(config: object) -> Policy:
+    raise ValueError(f"this context builds no model engines (asked for {config!r})")
+
+
 @dataclass(frozen=True, slots=True)
 class AnnotatorContext:
     """What a worker hands an annotator config when it builds the annotator.
 
     ``policy`` is the worker's engine (behind the request cache); ``programs``
     gives the worker's shared compile-and-test verifier, so a program the outcome
-    grader ran is not run again when its lines are labelled.
+    grader ran is not run again when its lines are labelled. ``engine`` builds
+    (once per worker and configuration, behind the same request cache) the model
+    engine an :data:`~prmforge.schemas.engines.EngineConfig` names, e.g. a judge's.
     """
 
     policy: Policy
     seed: int
     isolation: str
     programs: Callable[[], Any]
+    engine: Callable[[Any], Policy] = field(default=_no_engines_for)
 
 
 @dataclass(slots=True)
@@ -53,6 +60,8 @@ class AnnotatorConfig(BaseModel, ABC):
     """The problem domains this method can label; it abstains on others."""
     continues_prefixes: ClassVar[bool] = False
     """True when the method asks the policy to continue a rollout's prefixes (Monte Carlo)."""
+    samples_a_model: ClassVar[bool] = False
+    """True when the method runs a model engine of its own (a judge): its stage holds an engine."""
 
     name: str | None = Field(
         None,

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltAnnotator
+from prmforge.annotators.judge_config import JudgeConfig
 from prmforge.annotators.mc import MonteCarloAnnotator
 from prmforge.annotators.tool import ToolAnnotator
 from prmforge.schemas.config import CodeSuite, SamplingConfig
@@ -176,6 +177,6 @@ class LspRewardConfig(AnnotatorConfig):
 
 
 AnnotatorKind = Annotated[
-    MonteCarloConfig | EquationsConfig | Z3Config | CompileTestConfig | LspRewardConfig,
+    MonteCarloConfig | EquationsConfig | Z3Config | CompileTestConfig | LspRewardConfig | JudgeConfig,
     Field(discriminator="kind"),
 ]

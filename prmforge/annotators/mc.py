@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from prmforge.annotators.grading import OutcomeGrader
+from prmforge.annotators.grading import AnswerMemo, OutcomeGrader
 from prmforge.annotators.mc_math import first_error_from_values, hard_labels, mc_value
-from prmforge.policies.base import STEP_SEPARATOR, GenerationRequest, Policy
+from prmforge.policies.base import STEP_SEPARATOR, GenerationRequest, GenerationResult, Policy
 from prmforge.schemas.records import Cost, Problem, Rollout, SamplingParams, StepLabels
 from prmforge.schemas.seeds import derive_seed
 
@@ -51,6 +52,7 @@ class _Tally:
     correct_counts: list[int | None]
     completions: int = 0
     tokens: int = 0
+    prompt_tokens: int = 0
     cached: int = 0
     ungraded: int = 0
     seconds: float = 0.0
@@ -102,11 +104,16 @@ class MonteCarloAnnotator:
         early_stop: bool = False,
         last_step_from_outcome: bool = True,
         name: str = "mc",
+        requests_per_call: int = 256,
     ) -> None:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        if requests_per_call < 1:
+            raise ValueError(f"requests_per_call must be >= 1, got {requests_per_call}")
+        self._per_call = requests_per_call
         self._policy = policy
         self._grader = grader
+        self._memo = AnswerMemo(grader)
         self._n = n
         self._sampling = sampling if sampling is not None else SamplingParams()
         self._seed = seed
@@ -160,25 +167,49 @@ class MonteCarloAnnotator:
         tally.values[step] = 1.0 if tally.rollout.outcome else 0.0
 
     def _run(self, jobs: Sequence[tuple[_Tally, int]]) -> None:
-        """Roll out every ``(rollout, step)`` in ``jobs`` with one ``generate`` call and record the values."""
+        """Roll out every ``(rollout, step)`` in ``jobs`` and record the values.
+
+        The requests go to ``generate`` in calls of ``requests_per_call`` (every request of the shard
+        in one call when it has fewer); while the engine generates one call's completions, the
+        previous call's are graded on a second thread (the engine never waits on grading, and a GPU
+        engine releases the GIL while it computes). Each request's result depends only on its own
+        seed, so the split changes no label.
+        """
         if not jobs:
             return
-        requests = [
-            GenerationRequest(
-                problem=tally.problem,
-                prefix=tally.rollout.steps[: step + 1],
-                n=self._n,
-                sampling=self._sampling,
-                seed=step_seed(self._seed, tally.rollout.rollout_id, step),
-            )
-            for tally, step in jobs
-        ]
-        started = time.perf_counter()
-        results = self._policy.generate(requests)
-        elapsed = time.perf_counter() - started
-        if len(results) != len(requests):
-            raise ValueError(f"policy returned {len(results)} results for {len(requests)} requests")
+        calls = [jobs[i : i + self._per_call] for i in range(0, len(jobs), self._per_call)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mc-grading") as grading:
+            pending: Future[None] | None = None
+            for call in calls:
+                requests = [
+                    GenerationRequest(
+                        problem=tally.problem,
+                        prefix=tally.rollout.steps[: step + 1],
+                        n=self._n,
+                        sampling=self._sampling,
+                        seed=step_seed(self._seed, tally.rollout.rollout_id, step),
+                    )
+                    for tally, step in call
+                ]
+                started = time.perf_counter()
+                results = self._policy.generate(requests)
+                elapsed = time.perf_counter() - started
+                if len(results) != len(requests):
+                    raise ValueError(f"policy returned {len(results)} results for {len(requests)} requests")
+                if pending is not None:
+                    pending.result()  # the previous call's grading (and its errors) before the next
+                pending = grading.submit(self._record, call, requests, results, elapsed)
+            if pending is not None:
+                pending.result()
 
+    def _record(
+        self,
+        jobs: Sequence[tuple[_Tally, int]],
+        requests: Sequence[GenerationRequest],
+        results: Sequence[GenerationResult],
+        elapsed: float,
+    ) -> None:
+        """Grade one call's completions and record each step's value, tokens and share of the time."""
         call_tokens: dict[_Tally, int] = {}
         call_completions: dict[_Tally, int] = {}
         for (tally, step), request, result in zip(jobs, requests, results, strict=True):
@@ -190,7 +221,7 @@ class MonteCarloAnnotator:
             prefix_text = STEP_SEPARATOR.join(request.prefix) + STEP_SEPARATOR
             correct = 0
             for completion in result.completions:
-                verdict = self._grader.grade(prefix_text + completion.text, tally.problem.gold)
+                verdict = self._memo.grade(prefix_text, completion.text, tally.problem.gold)
                 correct += verdict is True
                 tally.ungraded += verdict is None
             tokens = sum(c.tokens for c in result.completions)
@@ -199,6 +230,7 @@ class MonteCarloAnnotator:
             tally.steps_rolled += 1
             tally.completions += self._n
             tally.tokens += tokens
+            tally.prompt_tokens += result.prompt_tokens
             tally.cached += self._n if result.cached else 0
             call_tokens[tally] = call_tokens.get(tally, 0) + tokens
             call_completions[tally] = call_completions.get(tally, 0) + self._n
@@ -220,6 +252,7 @@ class MonteCarloAnnotator:
                 generated_tokens=tally.tokens,
                 seconds=tally.seconds,
                 cached_completions=tally.cached,
+                prompt_tokens=tally.prompt_tokens,
             ),
             meta={
                 "n": self._n,

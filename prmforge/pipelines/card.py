@@ -7,16 +7,30 @@ from typing import Any
 from prmforge.pipelines.config import BuildConfig, input_domains
 from prmforge.pipelines.graph import card_methods
 from prmforge.pipelines.runners.manifest import Manifest
+from prmforge.schemas.engines import OpenAIEngineConfig, SimulatedPolicyConfig
 
 
 def _policies(config: BuildConfig) -> str:
     domains = frozenset().union(*(input_domains(s) for s in config.inputs))
     kinds = {s.kind for s in config.inputs}
     names = []
+    policy = config.policy
+    if not isinstance(policy, SimulatedPolicyConfig):
+        sampling = policy.sampling
+        where = f" at {policy.base_url}" if isinstance(policy, OpenAIEngineConfig) else ""
+        revision = getattr(policy, "revision", None)
+        names.append(
+            f"{policy.kind} engine, model `{policy.model}`{'@' + revision if revision else ''}{where} "
+            f"(temperature {sampling.temperature}, top_p {sampling.top_p}, max_tokens {sampling.max_tokens}, "
+            f"chat {policy.prompt.chat}, stop {list(policy.prompt.stop)})"
+        )
+        if "rollouts" in kinds:
+            names.append("imported rollouts, labelled as given")
+        return "; ".join(names)
     if "math" in domains:
-        names.append(f"simulated (temperature {config.policy.sampling.temperature}) for math problems")
+        names.append(f"simulated (temperature {policy.sampling.temperature}) for math problems")
     if domains & {"logic", "code"}:
-        knobs = config.policy.scripted
+        knobs = policy.scripted
         names.append(
             f"scripted (logic error rate {knobs.logic_error_rate}, code bug rate {knobs.code_bug_rate})"
         )

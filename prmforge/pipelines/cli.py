@@ -290,13 +290,13 @@ def export(
 @app.command()
 def validate(config: Annotated[Path, typer.Argument(help="YAML build configuration")]) -> None:
     """Check a configuration without running it: inputs readable, sources able to label them."""
-    from prmforge.pipelines.engines import simulated_params
+    from prmforge.pipelines.engines import check_policy
     from prmforge.pipelines.graph import compose
     from prmforge.pipelines.sources import open_inputs, parsers_of
 
     cfg = _load(config)
     with user_errors(2, prefix=f"{config}: "):
-        simulated_params(cfg.policy)
+        check_policy(cfg)
         readers = open_inputs(cfg)
         graph = compose(cfg, parsers_of(readers))
         counts = [sum(r.stop - r.start for r in reader.plan(cfg.runner.shard_size)) for reader in readers]
@@ -306,6 +306,29 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML build configurati
     console.print(
         f"{config}: valid ({len(cfg.inputs)} input(s), {sum(counts)} input rows, "
         f"stages {', '.join(graph.names)}, config hash {cfg.content_hash()[:16]})"
+    )
+
+
+@app.command("tiny-model")
+def tiny_model(
+    out_dir: Annotated[Path, typer.Argument(help="folder to write the model and tokenizer into")],
+    seed: Annotated[int, typer.Option(help="seed of the random weights")] = 0,
+) -> None:
+    """Write a randomly initialised causal LM (~300k parameters) and a tokenizer trained on the built-in
+    suites, in Hugging Face format: smoke-test any engine with no download (its text is gibberish)."""
+    try:
+        from prmforge.policies.tiny_model import TinyModelSpec, write_tiny_model
+    except ImportError as err:  # pragma: no cover - the models extra is missing
+        err_console.print(
+            f"[red]tiny-model needs torch and transformers: pip install 'prmforge[models]' ({err})"
+        )
+        raise typer.Exit(code=2) from None
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise typer.BadParameter(f"{out_dir} exists and is not empty", param_hint="OUT_DIR")
+    summary = write_tiny_model(out_dir, TinyModelSpec(seed=seed))
+    console.print(
+        f"wrote {summary['architecture']} with {summary['parameters']:,} parameters and a "
+        f"{summary['vocab_size']}-token tokenizer to {out_dir}"
     )
 
 

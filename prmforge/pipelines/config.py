@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from prmforge.annotators.kinds import AnnotatorKind
 from prmforge.schemas.config import (
@@ -27,13 +27,13 @@ from prmforge.schemas.config import (
     LabelsConfig,
     LimitsConfig,
     LogicSuite,
-    PolicyConfig,
     RunnerConfig,
     SandboxConfig,
     SplitConfig,
     Strict,
 )
 from prmforge.schemas.config_errors import format_validation_error
+from prmforge.schemas.engines import PolicyConfig, SimulatedPolicyConfig
 from prmforge.schemas.errors import ConfigError
 from prmforge.schemas.inputs import ProblemsInput, RolloutsInput
 
@@ -54,9 +54,15 @@ def input_domains(spec: Any) -> frozenset[str]:
     return frozenset({SUITE_DOMAINS[spec.kind]})
 
 
-def continuable(spec: Any) -> bool:
-    """Whether the built-in policy can continue this input's rollouts from a prefix (Monte Carlo)."""
-    return isinstance(spec, ArithSuite | Gsm8kSuite | ProblemsInput) and "math" in input_domains(spec)
+def continuable(spec: Any, policy_kind: str = "simulated") -> bool:
+    """Whether the policy can continue this input's rollouts from a prefix (Monte Carlo).
+
+    The built-in policy continues the math problems it generated rollouts for; a model engine also
+    continues imported math rollouts (any text is a prefix to a model).
+    """
+    if "math" not in input_domains(spec):
+        return False
+    return policy_kind != "simulated" or isinstance(spec, ArithSuite | Gsm8kSuite | ProblemsInput)
 
 
 class BuildConfig(Strict):
@@ -67,7 +73,10 @@ class BuildConfig(Strict):
     seed: int = Field(0, description="the build seed every other seed derives from")
     output: Path | None = Field(None, description="build directory; `prmforge build --output` overrides it")
     inputs: list[InputConfig] = Field(..., min_length=1, description="problems or rollouts to label")
-    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="the generation engine")
+    policy: PolicyConfig = Field(
+        default_factory=SimulatedPolicyConfig,
+        description="the generation engine: simulated (built in), transformers, openai or vllm",
+    )
     generate: GenerateConfig = Field(default_factory=GenerateConfig, description="rollout sampling")
     annotate: list[AnnotatorKind] = Field(
         default_factory=lambda: [_default_mc()], min_length=1, description="the label sources"
@@ -78,6 +87,14 @@ class BuildConfig(Strict):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="how code runs")
     runner: RunnerConfig = Field(default_factory=RunnerConfig, description="how the build is scheduled")
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="input limits and failure gates")
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _simulated_by_default(cls, value: Any) -> Any:
+        """A policy mapping without ``kind`` is the simulated one (as before engines had kinds)."""
+        if isinstance(value, dict) and "kind" not in value:
+            return {"kind": "simulated", **value}
+        return value
 
     @model_validator(mode="after")
     def _problem_ids_unique(self) -> BuildConfig:
@@ -137,11 +154,32 @@ class BuildConfig(Strict):
             refusal = annotator.refuse(self.inputs)
             if refusal is not None:
                 raise ValueError(f"annotate.{position}: {kind!r} {refusal}")
-            if annotator.continues_prefixes and not any(continuable(s) for s in self.inputs):
+            if annotator.continues_prefixes and not any(
+                continuable(s, self.policy.kind) for s in self.inputs
+            ):
+                what = (
+                    "math inputs"
+                    if self.policy.kind != "simulated"
+                    else "the math inputs that generate their rollouts"
+                )
                 raise ValueError(
                     f"annotate.{position}: {kind!r} continues each step's prefix with the policy, which "
-                    f"only the math inputs that generate their rollouts allow; inputs ({kinds}) need a tool "
-                    "method (equations, z3, compile-test, lsp-reward)"
+                    f"only {what} allow; inputs ({kinds}) need a tool method (equations, z3, compile-test, "
+                    "lsp-reward)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _model_policy_fits(self) -> BuildConfig:
+        """A model engine writes free text: the logic and code suites need their scripted solution format."""
+        if self.policy.kind == "simulated":
+            return self
+        for position, spec in enumerate(self.inputs):
+            if spec.kind in ("logic", "code"):
+                raise ValueError(
+                    f"inputs.{position}: the {spec.kind} suite's rollouts come from its scripted policy (a "
+                    f"structured solution format), not from a model; with policy.kind {self.policy.kind!r} "
+                    "use math inputs (arith, gsm8k, problems) or imported rollouts"
                 )
         return self
 
@@ -223,7 +261,31 @@ def parse_config(data: Any, origin: str = "<config>", base_dir: Path | None = No
     output = config.output
     if output is not None and not output.is_absolute():
         output = (base_dir / output).absolute()
-    return config.model_copy(update={"inputs": inputs, "output": output})
+    annotate = [
+        spec.model_copy(update={"engine": resolve_model(spec.engine, base_dir)})
+        if hasattr(spec, "engine")
+        else spec
+        for spec in config.annotate
+    ]
+    return config.model_copy(
+        update={
+            "inputs": inputs,
+            "output": output,
+            "policy": resolve_model(config.policy, base_dir),
+            "annotate": annotate,
+        }
+    )
+
+
+def resolve_model(engine: Any, base_dir: Path) -> Any:
+    """An engine config whose ``model`` names a folder beside the configuration, made absolute (a Hub
+    name such as ``Qwen/Qwen2.5-Math-7B`` that is no such folder is kept as written)."""
+    model = getattr(engine, "model", None)
+    if getattr(engine, "kind", None) not in ("transformers", "vllm"):  # a server's model is only a name
+        return engine
+    if not isinstance(model, str) or Path(model).is_absolute() or not (base_dir / model).exists():
+        return engine
+    return engine.model_copy(update={"model": str((base_dir / model).absolute())})
 
 
 def load_config(path: Path) -> BuildConfig:

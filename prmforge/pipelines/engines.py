@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,14 +20,35 @@ from prmforge.policies.cache import CachedPolicy, RequestCache
 from prmforge.policies.router import DomainRouter
 from prmforge.policies.scripted import ScriptedParams, ScriptedPolicy
 from prmforge.policies.simulated import SimulatedPolicy, SimulatedPolicyParams
-from prmforge.schemas.config import PolicyConfig
+from prmforge.schemas.engines import SimulatedPolicyConfig
 from prmforge.schemas.errors import ConfigError
 
 MATH = "math"
 SCRIPTED = ("logic", "code")
 
 
-def simulated_params(config: PolicyConfig) -> SimulatedPolicyParams:
+def check_policy(config: Any) -> None:
+    """A bad engine setting (the policy's or a judge's) is the build's error, raised before any row."""
+    if isinstance(config.policy, SimulatedPolicyConfig):
+        simulated_params(config.policy)
+    else:
+        _check_engine(config.policy, "policy")
+    for position, spec in enumerate(config.annotate):
+        if getattr(spec, "engine", None) is not None:
+            _check_engine(spec.engine, f"annotate.{position}.engine")
+
+
+def _check_engine(engine: Any, where: str) -> None:
+    model = Path(engine.model)
+    is_path = engine.model.startswith(("/", "./", "../", "~"))
+    if engine.kind != "openai" and is_path and not model.expanduser().exists():
+        raise ConfigError(f"{where}.model: {engine.model} does not exist (a folder, or a Hub model name)")
+    api_key_env = getattr(engine, "api_key_env", None)
+    if api_key_env is not None and api_key_env not in os.environ:
+        raise ConfigError(f"{where}.api_key_env: the environment variable {api_key_env} is not set")
+
+
+def simulated_params(config: SimulatedPolicyConfig) -> SimulatedPolicyParams:
     known = {f.name for f in dataclasses.fields(SimulatedPolicyParams)}
     unknown = sorted(set(config.params) - known)
     if unknown:
@@ -68,6 +90,10 @@ def build_policy(config: Any, domains: frozenset[str], cache: RequestCache | Non
     def cached(policy: Policy) -> Policy:
         return CachedPolicy(policy, cache) if cache is not None else policy
 
+    if not isinstance(config.policy, SimulatedPolicyConfig):  # a model serves every domain it is given
+        from prmforge.policies.factory import build_engine
+
+        return cached(build_engine(config.policy, workers=config.runner.workers))
     routes: dict[str, Policy] = {}
     if MATH in domains:
         routes[MATH] = cached(SimulatedPolicy(simulated_params(config.policy), seed=config.seed))
@@ -94,6 +120,7 @@ class WorkerEnv:
         self._cache: RequestCache | None = None
         self._programs: Any = None
         self._pool: Any = None
+        self._engines: dict[str, TimedPolicy] = {}
 
     @property
     def policy(self) -> TimedPolicy:
@@ -104,7 +131,23 @@ class WorkerEnv:
         return self._policy
 
     def generate_seconds(self) -> float:
-        return self._policy.seconds if self._policy is not None else 0.0
+        """Seconds spent inside every engine of this worker (the policy's and the judges')."""
+        own = self._policy.seconds if self._policy is not None else 0.0
+        return own + sum(engine.seconds for engine in self._engines.values())
+
+    def engine(self, config: Any) -> Policy:
+        """The model engine ``config`` names (a judge's), built once per worker behind the request cache;
+        one that equals the policy's configuration is the policy itself (one model in memory)."""
+        if config == self.config.policy:
+            return self.policy
+        key = config.model_dump_json()
+        if key not in self._engines:
+            from prmforge.policies.factory import build_engine
+
+            _ = self.policy  # opens the request cache
+            engine = build_engine(config, workers=self.config.runner.workers)
+            self._engines[key] = TimedPolicy(CachedPolicy(engine, self._cache) if self._cache else engine)
+        return self._engines[key]
 
     def programs(self) -> Any:
         """One compile-and-test verifier per worker: the outcome grader and the annotator share its cache.
@@ -129,6 +172,11 @@ class WorkerEnv:
         return self._programs
 
     def close(self) -> None:
+        for engine in self._engines.values():
+            closer = getattr(getattr(engine.inner, "inner", engine.inner), "close", None)
+            if callable(closer):
+                closer()
+        self._engines.clear()
         if self._pool is not None:
             self._pool.close()
             self._pool = None

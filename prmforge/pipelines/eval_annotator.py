@@ -21,6 +21,14 @@ Step flags: ``steps_flagged`` counts steps labelled invalid; of those,
 ``flagged_before`` come before it (false alarms), ``flagged_in_correct`` sit in
 fully correct solutions (false alarms). ``coverage`` is the share of steps
 with a known label (``hard is not None``).
+
+Annotators (:func:`build_annotator`): the tool annotators ``equations`` and
+``z3``, and ``judge``, an LLM judge whose configuration a YAML or JSON file
+gives (:func:`load_judge_config`): either one annotator config, e.g.
+``{kind: judge, engine: {kind: transformers, model: ./judge-model}, votes: 3}``,
+or a build configuration whose ``annotate:`` list holds exactly one ``judge``
+entry (only that entry is read and validated). The judge's engine is built by
+:func:`prmforge.policies.factory.build_engine`, without a request cache.
 """
 
 from __future__ import annotations
@@ -31,14 +39,19 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prmforge.annotators.base import Annotator
 from prmforge.annotators.config import AnnotatorContext
 from prmforge.annotators.metrics import FlagPrecision, ProcessBenchScore, flag_precision, processbench_f1
-from prmforge.policies.base import GenerationRequest, GenerationResult
-from prmforge.schemas.errors import RowError
+from prmforge.policies.base import GenerationRequest, GenerationResult, Policy
+from prmforge.schemas.errors import ConfigError, RowError
 from prmforge.schemas.records import Cost, Problem, Rollout, SamplingParams, StepLabels
+
+if TYPE_CHECKING:
+    from prmforge.annotators.judge_config import JudgeConfig
+
+ANNOTATORS = ("equations", "z3", "judge")
 
 __all__ = [
     "EvalReport",
@@ -47,6 +60,7 @@ __all__ = [
     "evaluate_annotator",
     "evaluate_labels",
     "item_records",
+    "load_judge_config",
     "load_processbench",
 ]
 
@@ -222,24 +236,93 @@ def evaluate_annotator(
     return evaluate_labels(annotator.name, [item.label for item in items], step_labels, none_as)
 
 
-def build_annotator(name: str, *, z3_rlimit: int | None = None) -> Annotator:
-    """The tool annotator called ``name``: ``"equations"`` or ``"z3"`` (``z3_rlimit``: its Z3 budget)."""
+def build_annotator(
+    name: str, *, z3_rlimit: int | None = None, config: Path | None = None, seed: int = 0
+) -> Annotator:
+    """The annotator called ``name``: ``"equations"``, ``"z3"`` (``z3_rlimit``: its Z3 budget) or
+    ``"judge"`` (``config``: its configuration file, see :func:`load_judge_config`; ``seed``: the
+    seed of its votes).
+
+    Raises :class:`ValueError` for an unknown name or a missing configuration, :class:`ConfigError`
+    for an invalid one; whatever building the judge's engine raises (a missing model) passes through.
+    """
     from prmforge.annotators.kinds import EquationsConfig, Z3Config
 
-    if name == "equations":
-        spec: EquationsConfig | Z3Config = EquationsConfig()
-    elif name == "z3":
-        spec = Z3Config() if z3_rlimit is None else Z3Config(rlimit=z3_rlimit)
+    if name not in ANNOTATORS:
+        raise ValueError(f"unknown annotator {name!r}: choose {', '.join(map(repr, ANNOTATORS))}")
+    if (name == "judge") != (config is not None):
+        raise ValueError(
+            "the judge needs its configuration file (--config)"
+            if config is None
+            else f"{name!r} takes no configuration file; --config is for the judge"
+        )
+    if config is not None:
+        spec: Any = load_judge_config(config)
+    elif name == "equations":
+        spec = EquationsConfig()
     else:
-        raise ValueError(f"unknown annotator {name!r}: choose 'equations' or 'z3'")
-    context = AnnotatorContext(policy=_NoPolicy(), seed=0, isolation="bwrap", programs=lambda: None)
-    return spec.build(context).annotator
+        spec = Z3Config() if z3_rlimit is None else Z3Config(rlimit=z3_rlimit)
+    context = AnnotatorContext(
+        policy=_NoPolicy(), seed=seed, isolation="bwrap", programs=lambda: None, engine=_build_engine
+    )
+    annotator: Annotator = spec.build(context).annotator
+    return annotator
+
+
+def load_judge_config(path: Path) -> JudgeConfig:
+    """The judge config a YAML/JSON file gives: the file itself, or the one judge of its ``annotate:``."""
+    import yaml
+    from pydantic import ValidationError
+
+    from prmforge.annotators.judge_config import JudgeConfig
+    from prmforge.schemas.config_errors import format_validation_error
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the judge configuration ({err})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML or JSON: {err}") from None
+    origin = str(path)
+    if isinstance(data, dict) and "annotate" in data and "kind" not in data:
+        entries = data["annotate"]
+        if not isinstance(entries, list):
+            raise ConfigError(f"{path}: annotate: must be a list of annotators")
+        judges = [i for i, e in enumerate(entries) if isinstance(e, dict) and e.get("kind") == "judge"]
+        if len(judges) != 1:
+            where = ", ".join(f"annotate.{i}" for i in judges) or "none"
+            raise ConfigError(
+                f"{path}: annotate: holds {len(judges)} judge entries ({where}); eval-annotator needs "
+                "exactly one: put it in a file of its own"
+            )
+        origin = f"{path} (annotate.{judges[0]})"
+        data = entries[judges[0]]
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a judge annotator config (a mapping with kind: judge)")
+    if data.get("kind") != "judge":
+        raise ConfigError(
+            f"{origin}: kind: expected 'judge', found {data.get('kind')!r} (eval-annotator --config is "
+            "for the judge; the tool annotators need no file)"
+        )
+    try:
+        return JudgeConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, origin, data, JudgeConfig)) from None
+
+
+def _build_engine(config: Any) -> Policy:
+    """The model engine ``config`` names (imported here: the engines load heavy libraries)."""
+    from prmforge.policies.factory import build_engine
+
+    engine: Policy = build_engine(config)
+    return engine
 
 
 class _NoPolicy:
-    """Tool annotators never sample: the policy slot of their context refuses to."""
+    """Evaluated annotators never continue rollouts: the policy slot of their context refuses to
+    (a judge samples from its own engine)."""
 
     fingerprint = "none"
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        raise ValueError("eval-annotator runs tool annotators only; they do not sample")
+        raise ValueError("eval-annotator gives annotators no rollout policy to continue prefixes with")

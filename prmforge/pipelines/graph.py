@@ -108,7 +108,13 @@ def compose(config: BuildConfig, parsers: Mapping[int, Parser]) -> Graph:
     for spec, raw in zip(config.annotate, cfg["annotate"], strict=True):
         isolation = config.sandbox.isolation
         stages.append(
-            AnnotateStage(spec, config.seed, isolation, {**seed, "annotator": raw, "isolation": isolation})
+            AnnotateStage(
+                spec,
+                config.seed,
+                isolation,
+                {**seed, "annotator": raw, "isolation": isolation},
+                model_policy=config.policy.kind != "simulated",
+            )
         )
         label_stages.append(stage_name(spec.source))
     stages.append(FuseStage(config.fuse.rule, config.fused_source, label_stages, {"fuse": cfg["fuse"]}))

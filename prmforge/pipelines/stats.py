@@ -101,6 +101,7 @@ def _cost(labels: list[StepLabels], steps: int) -> dict[str, Any]:
     cost: dict[str, Any] = {
         "completions": sum(lab.cost.completions for lab in labels),
         "generated_tokens": sum(lab.cost.generated_tokens for lab in labels),
+        "prompt_tokens": sum(lab.cost.prompt_tokens for lab in labels),
         "cached_completions": sum(lab.cost.cached_completions for lab in labels),
         "tool_calls": sum(lab.cost.tool_calls for lab in labels),
         "seconds": round(sum(lab.cost.seconds for lab in labels), 3),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -15,6 +15,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "Policy",
+    "StreamingPolicy",
     "render_prompt",
     "split_steps",
 ]
@@ -77,6 +78,19 @@ class Policy(Protocol):
     def fingerprint(self) -> str: ...
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]: ...
+
+
+@runtime_checkable
+class StreamingPolicy(Policy, Protocol):
+    """A policy that can also hand results over as each request completes (an HTTP engine).
+
+    ``generate_each`` yields ``(index into requests, result)`` once per request, in completion order;
+    :class:`~prmforge.policies.cache.CachedPolicy` commits each to the cache as it arrives.
+    """
+
+    def generate_each(
+        self, requests: Sequence[GenerationRequest]
+    ) -> Iterator[tuple[int, GenerationResult]]: ...
 
 
 def render_prompt(question: str, prefix: Sequence[str]) -> str:

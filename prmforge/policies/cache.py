@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from prmforge.policies.base import Completion, GenerationRequest, GenerationResult, Policy
+from prmforge.policies.base import Completion, GenerationRequest, GenerationResult, Policy, StreamingPolicy
 from prmforge.policies.cache_file import SCHEMA_VERSION, CacheSetAsideWarning, Transaction, open_cache_file
 
 __all__ = [
@@ -280,7 +280,9 @@ class CachedPolicy:
             if key not in found and key not in to_generate:
                 to_generate[key] = request
         fresh: dict[str, GenerationResult] = {}
-        if to_generate:
+        if to_generate and isinstance(self._inner, StreamingPolicy):
+            fresh = self._stream(fingerprint, list(to_generate.items()))
+        elif to_generate:
             generated = self._inner.generate(list(to_generate.values()))
             if len(generated) != len(to_generate):
                 count = f"{len(generated)} results for {len(to_generate)} requests"
@@ -302,3 +304,22 @@ class CachedPolicy:
                 results.append(dataclasses.replace(found[key], cached=True))
                 self.hits += 1
         return results
+
+    def _stream(
+        self, fingerprint: str, todo: list[tuple[str, GenerationRequest]]
+    ) -> dict[str, GenerationResult]:
+        """Each result is committed as it arrives: a build killed mid-call pays again only for what was in
+        flight, never for a result it had received."""
+        inner = self._inner
+        assert isinstance(inner, StreamingPolicy)
+        fresh: dict[str, GenerationResult] = {}
+        for index, result in inner.generate_each([request for _, request in todo]):
+            if not 0 <= index < len(todo) or todo[index][0] in fresh:
+                raise ValueError(
+                    f"policy {fingerprint!r} streamed a result for request {index} twice or out of range"
+                )
+            fresh[todo[index][0]] = result
+            self._cache.put_many(fingerprint, [(todo[index][0], result)])
+        if len(fresh) != len(todo):
+            raise ValueError(f"policy {fingerprint!r} returned {len(fresh)} results for {len(todo)} requests")
+        return fresh

@@ -63,6 +63,7 @@ COST_TYPE: Final = pa.struct(
         _req("tool_calls", _I64),
         _req("seconds", _F64),
         _req("cached_completions", _I64),
+        _req("prompt_tokens", _I64),
     ]
 )
 VOTE_TYPE: Final = pa.struct([_req("source", _STR), _opt("first_error", _I32)])

@@ -108,17 +108,6 @@ class ScriptedConfig(Strict):
     )
 
 
-class PolicyConfig(Strict):
-    kind: Literal["simulated"] = Field("simulated", description="the generation backend")
-    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="how rollouts are sampled")
-    params: dict[str, float] = Field(
-        default_factory=dict, description="overrides of the simulated policy's parameters"
-    )
-    scripted: ScriptedConfig = Field(
-        default_factory=ScriptedConfig, description="the scripted policy of the logic and code suites"
-    )
-
-
 class GenerateConfig(Strict):
     rollouts_per_problem: int = Field(4, ge=1, description="rollouts sampled per problem")
 

@@ -112,6 +112,7 @@ class Cost:
     tool_calls: int = 0
     seconds: float = 0.0
     cached_completions: int = 0
+    prompt_tokens: int = 0  # the prompts' tokens (what an API bills beside the generated ones)
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(
@@ -120,6 +121,7 @@ class Cost:
             tool_calls=self.tool_calls + other.tool_calls,
             seconds=self.seconds + other.seconds,
             cached_completions=self.cached_completions + other.cached_completions,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
         )
 
 

@@ -161,6 +161,10 @@ class AnswerGrader:
         answer = self.extract(text)
         if answer is None:
             return None
+        return self.grade_answer(answer, gold)
+
+    def grade_answer(self, answer: str, gold: str) -> bool | None:
+        """Whether an extracted ``answer`` equals ``gold`` (None: undecided in time)."""
         return answers_equal(
             answer,
             gold,

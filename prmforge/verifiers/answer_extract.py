@@ -71,7 +71,7 @@ def extract_final_answer(text: str, extraction: tuple[str, ...] = DEFAULT_EXTRAC
 def _extract_boxed(text: str) -> str | None:
     spans: list[tuple[int, int, str]] = []  # (start of \boxed, end after its brace, content)
     for match in _BOXED.finditer(text):
-        content = _braced(text, match.end())
+        content = braced_span(text, match.end())
         if content is not None:
             spans.append((match.start(), match.end() + len(content) + 1, content))
     while spans and not clean(spans[-1][2]):
@@ -160,7 +160,7 @@ _EXTRACTORS = {
 }
 
 
-def _braced(text: str, start: int) -> str | None:
+def braced_span(text: str, start: int) -> str | None:
     """The text from ``start`` up to the brace that closes the one just before it, if any."""
     depth = 1
     for i in range(start, len(text)):

@@ -96,7 +96,7 @@ def test_combinations_that_label_nothing_are_refused(
         ),
         (
             {"annotate": [{"kind": "equation"}]},
-            "annotate.0: unknown kind 'equation'; allowed: mc, equations, z3, compile-test, lsp-reward; did "
+            "annotate.0: unknown kind 'equation'; allowed: mc, equations, z3, compile-test, lsp-reward, judge; did "
             "you mean 'equations'?",
         ),
         (

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from prmforge.pipelines.config import BuildConfig, growth_of, input_domains
-from prmforge.pipelines.engines import WorkerEnv, simulated_params
+from prmforge.pipelines.engines import WorkerEnv, check_policy
 from prmforge.pipelines.graph import Graph, compose
 from prmforge.pipelines.runners.builddir import BuildDir
 from prmforge.pipelines.runners.manifest import Manifest
@@ -121,7 +121,7 @@ class BuildPlan:
 
 def prepare(config: BuildConfig, output: Path, restart: bool, emit: EventSink) -> BuildPlan:
     """Open the inputs, plan the shards, compose the graph and open (or check) the build directory."""
-    simulated_params(config.policy)  # a bad engine setting is the build's error, not every row's
+    check_policy(config)  # a bad engine setting is the build's error, not every row's
     readers = open_inputs(config)
     shards = plan_shards(readers, config.runner.shard_size)
     graph = compose(config, parsers_of(readers))

@@ -43,13 +43,22 @@ class AnnotateStage(Stage):
     reads = ("rollout", "problem")
     writes = "labels"
 
-    def __init__(self, spec: AnnotatorConfig, seed: int, isolation: str, config: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        spec: AnnotatorConfig,
+        seed: int,
+        isolation: str,
+        config: Mapping[str, Any],
+        *,
+        model_policy: bool = False,
+    ) -> None:
         super().__init__(stage_name(spec.source), ("generate", "load"), config)
-        if spec.continues_prefixes:  # Monte Carlo asks the engine for more than generate does
+        if spec.continues_prefixes or spec.samples_a_model:  # MC and judges hold a model engine
             self.resources = Resources(holds_engine=True)  # type: ignore[misc]
         self.spec = spec
         self.seed = seed
         self.isolation = isolation
+        self.model_policy = model_policy  # a model continues any prefix, imported rollouts included
         self._built: BuiltAnnotator | None = None
         self._env: Any = None
 
@@ -60,7 +69,11 @@ class AnnotateStage(Stage):
         if self._built is None:
             if self._env is None:
                 raise RuntimeError(f"{self.name}: setup() was not called")
-            context = AnnotatorContext(self._env.policy, self.seed, self.isolation, self._env.programs)
+            env = self._env
+            engines = getattr(env, "engine", None)  # a worker env builds judges' engines; a bare one does not
+            context = AnnotatorContext(env.policy, self.seed, self.isolation, env.programs)
+            if engines is not None:
+                context = dataclasses.replace(context, engine=engines)
             self._built = self.spec.build(context)
         return self._built
 
@@ -72,7 +85,7 @@ class AnnotateStage(Stage):
     def _cannot(self, problem: Problem) -> str | None:
         if problem.domain not in self.spec.domains:
             return f"labels {', '.join(sorted(self.spec.domains))} problems only, not {problem.domain}"
-        if self.spec.continues_prefixes and IMPORTED in problem.meta:
+        if self.spec.continues_prefixes and IMPORTED in problem.meta and not self.model_policy:
             return "an imported rollout cannot be continued by the built-in policy"
         return None
 
