@@ -42,6 +42,8 @@ bench: install
 	$(PY) bench/bench_verifiers.py
 	$(PY) bench/bench_code.py
 	$(PY) bench/bench_code_build.py
+	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_search.py
 
 clean:
 	rm -rf out .bench .pytest_cache .mypy_cache .ruff_cache

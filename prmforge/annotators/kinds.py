@@ -14,6 +14,7 @@ from pydantic import Field
 from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltAnnotator
 from prmforge.annotators.judge_config import JudgeConfig
 from prmforge.annotators.mc import MonteCarloAnnotator
+from prmforge.annotators.omegaprm_config import OmegaPRMConfig
 from prmforge.annotators.tool import ToolAnnotator
 from prmforge.schemas.config import CodeSuite, SamplingConfig
 from prmforge.schemas.seeds import derive_seed
@@ -177,6 +178,12 @@ class LspRewardConfig(AnnotatorConfig):
 
 
 AnnotatorKind = Annotated[
-    MonteCarloConfig | EquationsConfig | Z3Config | CompileTestConfig | LspRewardConfig | JudgeConfig,
+    MonteCarloConfig
+    | OmegaPRMConfig
+    | EquationsConfig
+    | Z3Config
+    | CompileTestConfig
+    | LspRewardConfig
+    | JudgeConfig,
     Field(discriminator="kind"),
 ]

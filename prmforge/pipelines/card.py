@@ -43,8 +43,27 @@ def _fusion(config: BuildConfig) -> str:
     rule = config.fuse.rule
     if rule == "single":
         return f"`single`: the labels of `{config.fused_source}`"
+    fuse = config.fuse
     if rule == "earliest":
         return "`earliest`: the earliest first error any source claims"
+    if rule == "consensus":
+        among = ", ".join(f"`{s}`" for s in (fuse.among or [a.source for a in config.annotate]))
+        need = f"{fuse.required} of them" if fuse.required else "all of them"
+        return (
+            f"`consensus` of {among}: a rollout is kept only when {need} decided and agree on its first error"
+        )
+    if rule == "weighted":
+        weights = ", ".join(f"`{s}` {p}" for s, p in sorted(fuse.reliability.items()))
+        default = f", others {fuse.default_reliability}" if fuse.default_reliability is not None else ""
+        return (
+            f"`weighted`: a per-step vote weighted by log(p/(1-p)) of each source's reliability p "
+            f"({weights}{default}; a tie counts as an error)"
+        )
+    if rule == "grounded":
+        rest = f", else `{fuse.mc}`'s hard label" if fuse.mc else ""
+        return (
+            f"`grounded` (GroundedPRM): `{fuse.tool}`'s verdicts decide their steps{rest}, else the outcome"
+        )
     return "`majority`: a per-step vote of the sources that did not abstain (a tie counts as an error)"
 
 

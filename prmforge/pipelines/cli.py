@@ -18,6 +18,7 @@ from rich.table import Table
 
 from prmforge.pipelines.cli_eval import eval_app
 from prmforge.pipelines.cli_grade import grade_app
+from prmforge.pipelines.cli_trees import trees_app
 from prmforge.pipelines.config import BuildConfig, load_config
 from prmforge.pipelines.runners.builddir import GLOBAL
 from prmforge.pipelines.runners.shard import StageEvent
@@ -227,19 +228,32 @@ def _print_summary(root: Path) -> None:
             str(q["false_negatives"]),
         )
     console.print(quality)
-    sources = Table(title="each source against truth", caption="coverage: share of rollouts it decided")
-    for col in ("source", "coverage", "first-error F1", "step acc", "completions", "tool calls"):
+    sources = Table(
+        title="each source against truth",
+        caption="coverage: share of rollouts it decided; bad-step precision / recall: steps it labelled "
+        "bad against truly bad steps",
+    )
+    for col in (
+        "source", "coverage", "first-error F1", "step acc", "bad-step prec / rec", "completions", "tool calls"
+    ):  # fmt: skip
         sources.add_column(col, justify="right")
     for source, q in s["quality_by_source"].items():
         cost = s["cost_by_source"][source]
+        confusion = s.get("confusion_by_source", {}).get(source)
+        pr = f"{_fmt(confusion['precision'])} / {_fmt(confusion['recall'])}" if confusion else "-"
         if q is None:
-            sources.add_row(source, "-", "-", "-", str(cost["completions"]), str(cost["tool_calls"]))
+            sources.add_row(source, "-", "-", "-", pr, str(cost["completions"]), str(cost["tool_calls"]))
             continue
         sources.add_row(
-            source, _fmt(q["coverage"]), _fmt(q.get("first_error_f1")), _fmt(q.get("step_accuracy")),
+            source, _fmt(q["coverage"]), _fmt(q.get("first_error_f1")), _fmt(q.get("step_accuracy")), pr,
             str(cost["completions"]), str(cost["tool_calls"]),
         )  # fmt: skip
     console.print(sources)
+    for pair in s.get("agreement", []):
+        kappa = _fmt(pair["kappa"]) if pair["kappa"] is not None else f"undefined ({pair['reason']})"
+        console.print(
+            f"  agreement {pair['a']} ~ {pair['b']}: Cohen's kappa {kappa} over {pair['steps']} steps"
+        )
     for reason, count in s["quarantine_reasons"].items():
         console.print(f"  quarantined {count} x {reason}")
     for reason, count in s["excluded_reasons"].items():
@@ -333,6 +347,7 @@ def tiny_model(
 
 
 app.add_typer(eval_app)
+app.add_typer(trees_app)
 app.add_typer(grade_app)
 app.add_typer(sandbox_app, name="sandbox")
 

@@ -190,6 +190,26 @@ class BuildConfig(Strict):
             raise ValueError(f"fuse.source: {self.fuse.source!r} is not an annotator; sources: {names}")
         if self.fuse.rule == "single" and self.fuse.source is None and len(names) > 1:
             raise ValueError(f"fuse.source: rule 'single' needs a source when there are several: {names}")
+        named = {
+            "among": self.fuse.among or [],
+            "reliability": list(self.fuse.reliability),
+            "tool": [self.fuse.tool] if self.fuse.tool else [],
+            "mc": [self.fuse.mc] if self.fuse.mc else [],
+        }
+        for key, sources in named.items():
+            unknown = [s for s in sources if s not in names]
+            if unknown:
+                raise ValueError(f"fuse.{key}: {unknown} are not annotators; sources: {names}")
+        if self.fuse.rule == "consensus":
+            chosen = len(self.fuse.among or names)
+            if self.fuse.required is not None and self.fuse.required > chosen:
+                raise ValueError(f"fuse.required: {self.fuse.required} is more than the {chosen} sources")
+        if self.fuse.rule == "weighted" and self.fuse.default_reliability is None:
+            missing = [n for n in names if n not in self.fuse.reliability]
+            if missing:
+                raise ValueError(
+                    f"fuse.reliability: no reliability for {missing}; give one or `default_reliability`"
+                )
         return self
 
     @property

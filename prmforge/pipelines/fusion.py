@@ -26,7 +26,16 @@ from dataclasses import dataclass
 
 from prmforge.schemas.records import FusedLabels, StepLabels, Vote
 
-__all__ = ["Decision", "agreement", "fuse", "fuse_earliest", "fuse_majority", "fuse_single", "mean_scores"]
+__all__ = [
+    "Decision",
+    "FusionParams",
+    "agreement",
+    "fuse",
+    "fuse_earliest",
+    "fuse_majority",
+    "fuse_single",
+    "mean_scores",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +97,61 @@ def agreement(sources: Sequence[StepLabels], first_error: int | None) -> float:
     return sum(1 for fe in deciding if fe == first_error) / len(deciding)
 
 
-def fuse(rule: str, sources: Sequence[StepLabels], steps: int, single_source: str) -> FusedLabels:
-    """The fused label of one rollout from its sources' labels (every source labels every rollout)."""
+@dataclass(frozen=True, slots=True)
+class FusionParams:
+    """The parameters of the rules in :mod:`prmforge.pipelines.fusion_rules` (``fuse:`` in a config)."""
+
+    among: tuple[str, ...] | None = None  # consensus: the sources that must agree (default: all)
+    required: int | None = None  # consensus: how many of them must have decided (default: all)
+    reliability: tuple[tuple[str, float], ...] = ()  # weighted: per-source reliability
+    default_reliability: float | None = None  # weighted: a source not listed
+    tool: str | None = None  # grounded: the tool source whose verdicts decide their steps
+    mc: str | None = None  # grounded: the Monte Carlo source for the steps the tool leaves open
+
+
+def _by_name(sources: Sequence[StepLabels], name: str, rule: str) -> StepLabels:
+    for s in sources:
+        if s.source == name:
+            return s
+    raise ValueError(f"fusion ({rule}): source {name!r} gave no labels for rollout {sources[0].rollout_id}")
+
+
+def _decide(
+    rule: str, sources: Sequence[StepLabels], steps: int, params: FusionParams, outcome: bool | None
+) -> Decision:
+    from prmforge.pipelines import fusion_grounded, fusion_rules
+
+    if rule == "earliest":
+        return fuse_earliest(sources)
+    if rule == "majority":
+        return fuse_majority(sources, steps)
+    if rule == "consensus":
+        return fusion_rules.consensus(sources, among=params.among, required=params.required)
+    if rule == "weighted":
+        return fusion_rules.weighted_vote(
+            sources, steps, dict(params.reliability), default_reliability=params.default_reliability
+        )
+    if rule == "grounded":
+        if params.tool is None:
+            raise ValueError("fusion (grounded): fuse.tool names no source")
+        mc = _by_name(sources, params.mc, rule) if params.mc is not None else None
+        return fusion_grounded.grounded_hybrid(_by_name(sources, params.tool, rule), outcome, mc)
+    raise ValueError(f"unknown fusion rule {rule!r}")
+
+
+def fuse(
+    rule: str,
+    sources: Sequence[StepLabels],
+    steps: int,
+    single_source: str,
+    *,
+    params: FusionParams | None = None,
+    outcome: bool | None = None,
+) -> FusedLabels:
+    """The fused label of one rollout from its sources' labels (every source labels every rollout).
+
+    ``outcome`` (the rollout's graded outcome) is read by ``grounded`` only.
+    """
     if not sources:
         raise ValueError("fusion needs at least one source")
     rollout_id = sources[0].rollout_id
@@ -100,12 +162,8 @@ def fuse(rule: str, sources: Sequence[StepLabels], steps: int, single_source: st
             raise ValueError(f"fusion: source {single_source!r} gave no labels for rollout {rollout_id}")
         decision = fuse_single(chosen[0])
         scores = tuple(chosen[0].values)
-    elif rule == "earliest":
-        decision = fuse_earliest(sources)
-    elif rule == "majority":
-        decision = fuse_majority(sources, steps)
     else:
-        raise ValueError(f"unknown fusion rule {rule!r}")
+        decision = _decide(rule, sources, steps, params or FusionParams(), outcome)
     return FusedLabels(
         rollout_id=rollout_id,
         rule=rule,

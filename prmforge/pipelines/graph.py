@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prmforge.pipelines.config import BuildConfig, digest
+from prmforge.pipelines.fusion import FusionParams
 from prmforge.pipelines.stage import Stage
 from prmforge.pipelines.stages import AnnotateStage, AssembleStage, FuseStage, GenerateStage, LoadStage
 from prmforge.pipelines.stages.annotate import stage_name
@@ -117,7 +118,16 @@ def compose(config: BuildConfig, parsers: Mapping[int, Parser]) -> Graph:
             )
         )
         label_stages.append(stage_name(spec.source))
-    stages.append(FuseStage(config.fuse.rule, config.fused_source, label_stages, {"fuse": cfg["fuse"]}))
+    fuse = config.fuse
+    params = FusionParams(
+        among=tuple(fuse.among) if fuse.among is not None else None,
+        required=fuse.required,
+        reliability=tuple(sorted(fuse.reliability.items())),
+        default_reliability=fuse.default_reliability,
+        tool=fuse.tool,
+        mc=fuse.mc,
+    )
+    stages.append(FuseStage(fuse.rule, config.fused_source, label_stages, {"fuse": cfg["fuse"]}, params))
     split = config.split
     stages.append(
         AssembleStage(

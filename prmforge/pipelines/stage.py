@@ -52,6 +52,7 @@ class StageOutput(Generic[T]):
     excluded: list[QuarantineEntry] = field(default_factory=list)
     rows_in: int = 0
     seconds: float = 0.0
+    artifacts: dict[str, list[Any]] = field(default_factory=dict)  # side tables by record kind ("tree")
 
     @property
     def accepted(self) -> int:
@@ -79,6 +80,7 @@ class Stage(ABC):
         self.name = name
         self.inputs = inputs
         self.config = dict(config)  # what of the build config decides this stage's output (hashed)
+        self._artifacts: dict[str, list[Any]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def setup(self, env: Any) -> None:  # noqa: B027 - optional hook
@@ -105,10 +107,16 @@ class Stage(ABC):
         return "?", -1, repr(row)
 
     # -- the loop ----------------------------------------------------------------------------------
+    def add_artifact(self, kind: str, records: Sequence[Any]) -> None:
+        """Side records of this run (a search annotator's trees), committed beside the stage's own file
+        under ``<kind>s/<stage>/``; only rows of a batch that succeeded may add them."""
+        self._artifacts.setdefault(kind, []).extend(records)
+
     def run(self, inputs: Mapping[str, Sequence[Any]]) -> StageOutput[Any]:
         started = time.perf_counter()
         rows = inputs[self.inputs[0]]
         out: StageOutput[Any] = StageOutput(rows_in=len(rows))
+        self._artifacts = {}
         size = self.resources.batch_size or max(len(rows), 1)
         for start in range(0, len(rows), size):
             batch = rows[start : start + size]
@@ -123,6 +131,7 @@ class Stage(ABC):
                 else:
                     out.records.extend(result)
         out.seconds = time.perf_counter() - started
+        out.artifacts = self._artifacts
         return out
 
     def _isolated(self, batch: Sequence[Any], inputs: Mapping[str, Sequence[Any]]) -> list[RowResult]:

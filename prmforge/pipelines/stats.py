@@ -80,6 +80,23 @@ def quality_of_source(labels: list[StepLabels], truth: dict[str, StepTruth]) -> 
     return {"coverage": round(len(decided) / len(known), 4), "decided": len(decided), **(q or {})}
 
 
+def _confusion(labels: list[StepLabels], truth: dict[str, StepTruth]) -> dict[str, Any]:
+    """A source's step labels against truth, "invalid" the positive class (see ``agreement``)."""
+    from prmforge.pipelines.agreement import error_confusion
+
+    return asdict(error_confusion(labels, {rid: t.prefix_labels() for rid, t in truth.items()}))
+
+
+def _kappas(by_source: dict[str, list[StepLabels]]) -> list[dict[str, Any]]:
+    """Cohen's kappa of every pair of sources over the steps both labelled (None where undefined)."""
+    from prmforge.pipelines.agreement import kappa_table
+
+    return [
+        {"a": a, "b": b, "kappa": k.kappa, "steps": k.n, "observed": k.observed, "reason": k.reason}
+        for (a, b), k in kappa_table(by_source).items()
+    ]
+
+
 def _scored(first_error: int, truth: StepTruth) -> PRMExample:
     n = len(truth.step_correct)
     return PRMExample(
@@ -161,4 +178,8 @@ def summarize(root: Path) -> dict[str, Any]:
         "quality": _quality_json(quality(examples)),
         "quality_by_suite": {k: _quality_json(quality(v)) for k, v in sorted(by_suite.items())},
         "quality_by_source": {src: quality_of_source(labels, truth) for src, labels in by_source.items()},
+        "confusion_by_source": {
+            src: _confusion(labels, truth) for src, labels in by_source.items() if truth and labels
+        },
+        "agreement": _kappas(by_source),
     }

@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from prmforge.schemas import arrow, arrow_fused
+from prmforge.schemas import arrow, arrow_fused, arrow_trees
 
 # Wall time and cache hits differ between an interrupted and an uninterrupted
 # build of the same config; they are reported, never hashed.
@@ -20,6 +20,7 @@ _ENCODE: dict[str, Callable[[Sequence[Any]], pa.Table]] = {
     "fused": arrow_fused.fused_to_table,
     "example": arrow.prm_examples_to_table,
     "quarantine": arrow.quarantine_to_table,
+    "tree": arrow_trees.tree_rows_to_table,  # search-tree node rows (an annotator's side output)
 }
 _DECODE: dict[str, Callable[[pa.Table], list[Any]]] = {
     "problem": arrow.problems_from_table,
@@ -28,6 +29,7 @@ _DECODE: dict[str, Callable[[pa.Table], list[Any]]] = {
     "fused": arrow_fused.fused_from_table,
     "example": arrow.prm_examples_from_table,
     "quarantine": arrow.quarantine_from_table,
+    "tree": arrow_trees.tree_rows_from_table,
 }
 
 

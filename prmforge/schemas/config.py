@@ -115,12 +115,38 @@ class GenerateConfig(Strict):
 class FuseConfig(Strict):
     """How the sources' labels become the trained label (METHODS.md, fusion)."""
 
-    rule: Literal["single", "earliest", "majority"] = Field(
+    rule: Literal["single", "earliest", "majority", "consensus", "weighted", "grounded"] = Field(
         "single",
         description="single: one named source; earliest: the earliest first error any deciding source "
-        "claims; majority: per-step vote among the sources that did not abstain",
+        "claims; majority: per-step vote among the sources that did not abstain; consensus: keep a "
+        "rollout only when the sources (`among`) agree on its first error (Qwen's MC + judge filter); "
+        "weighted: per-step vote weighted by each source's log-odds reliability; grounded: GroundedPRM's "
+        "hybrid, the `tool` source's verdicts where it has them, else `mc`'s, else the outcome",
     )
     source: str | None = Field(None, description="the source `single` uses; default: the only annotator")
+    among: list[str] | None = Field(None, description="consensus: the sources that must agree (default: all)")
+    required: int | None = Field(
+        None, ge=1, description="consensus: how many of them must have decided (default: all of them)"
+    )
+    reliability: dict[str, float] = Field(
+        default_factory=dict, description="weighted: each source's reliability in (0, 1) (0.5: no say)"
+    )
+    default_reliability: float | None = Field(
+        None, gt=0, lt=1, description="weighted: the reliability of a source `reliability` does not list"
+    )
+    tool: str | None = Field(None, description="grounded: the tool source whose verdicts decide their steps")
+    mc: str | None = Field(
+        None, description="grounded: the Monte Carlo source for steps the tool leaves open"
+    )
+
+    @model_validator(mode="after")
+    def _rule_has_what_it_reads(self) -> FuseConfig:
+        if self.rule == "grounded" and self.tool is None:
+            raise ValueError("rule 'grounded' needs `tool`: the tool source whose verdicts decide")
+        for name, p in self.reliability.items():
+            if not 0 < p < 1:
+                raise ValueError(f"reliability of {name!r} must be in (0, 1), got {p}")
+        return self
 
 
 class LabelsConfig(Strict):

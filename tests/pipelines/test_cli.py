@@ -56,12 +56,14 @@ def test_validate_accepts_the_quickstart() -> None:
         ({"annotate": {"mc": {"n": 8}}}, "annotate: must be a list (got a mapping)"),
         (
             {"annotate": [{"n": 8}]},
-            "annotate.0: needs a 'kind' (one of mc, equations, z3, compile-test, lsp-reward, judge)",
+            "annotate.0: needs a 'kind' (one of mc, omegaprm, equations, z3, compile-test, lsp-reward, "
+            "judge)",
         ),
         ({"inputs": []}, "inputs: must have at least 1 item (got 0)"),
         (
             {"fuse": {"rule": "vote"}},
-            "fuse.rule: must be one of 'single', 'earliest', 'majority' (got 'vote')",
+            "fuse.rule: must be one of 'single', 'earliest', 'majority', 'consensus', 'weighted', "
+            "'grounded' (got 'vote')",
         ),
         ({"fuse": {"source": "z3"}}, "fuse.source: 'z3' is not an annotator; sources: ['mc']"),
     ],

@@ -155,3 +155,23 @@ def test_a_judge_labels_in_a_build_beside_monte_carlo(tiny_model_dir: Path, tmp_
         assert one.cost.prompt_tokens > 0
     card = (tmp_path / "b" / "README.md").read_text()
     assert f"transformers {tiny_model_dir}" in card
+
+
+def test_omegaprm_runs_on_a_model_engine_over_imported_rollouts(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Any engine that continues a prefix serves the search: the tiny model's completions never reach
+    the gold answer, so each wrong rollout's binary search ends at its first step."""
+    rows = tmp_path / "rollouts.jsonl"
+    rows.write_text(
+        '{"question": "What is 2 + 3?", "steps": ["2 + 3 = 6", "so 6", "The answer is 6"], "answer": "5"}\n'
+    )
+    config = _config(
+        tiny_model_dir,
+        inputs=[{"kind": "rollouts", "path": str(rows)}],
+        annotate=[{"kind": "omegaprm", "k": 2, "search_limit": 0, "sampling": {"max_tokens": 8}}],
+    )
+    LocalRunner().run(config, tmp_path / "b")
+    (labels,) = committed(tmp_path / "b", "stages/annotate-omegaprm/", "labels")
+    assert labels.first_error == 0
+    assert labels.hard == (False, False, False)
+    assert labels.cost.completions > 0
+    assert labels.cost.prompt_tokens > 0

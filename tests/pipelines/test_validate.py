@@ -96,13 +96,13 @@ def test_combinations_that_label_nothing_are_refused(
         ),
         (
             {"annotate": [{"kind": "equation"}]},
-            "annotate.0: unknown kind 'equation'; allowed: mc, equations, z3, compile-test, lsp-reward, judge; did "
-            "you mean 'equations'?",
+            "annotate.0: unknown kind 'equation'; allowed: mc, omegaprm, equations, z3, compile-test, "
+            "lsp-reward, judge; did you mean 'equations'?",
         ),
         (
             {"fuse": {"rule": "earlist"}},
-            "fuse.rule: must be one of 'single', 'earliest', 'majority' (got 'earlist'); did you mean "
-            "'earliest'?",
+            "fuse.rule: must be one of 'single', 'earliest', 'majority', 'consensus', 'weighted', "
+            "'grounded' (got 'earlist'); did you mean 'earliest'?",
         ),
         (
             {"annotate": [{"kind": "mc", "name": False}]},

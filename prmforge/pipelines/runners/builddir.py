@@ -228,6 +228,10 @@ class BuildDir:
     def excluded_file(self, stage: str, shard: int) -> Path:
         return self.root / "excluded" / stage / f"shard-{shard:05d}.parquet"
 
+    def artifact_file(self, kind: str, stage: str, shard: int) -> Path:
+        """A stage's side table: ``trees/annotate-omegaprm/shard-00003.parquet``."""
+        return self.root / f"{kind}s" / stage / f"shard-{shard:05d}.parquet"
+
     def marker_file(self, stage: str, shard: int) -> Path:
         name = "global.json" if shard == GLOBAL else f"shard-{shard:05d}.json"
         return self.root / "markers" / stage / name

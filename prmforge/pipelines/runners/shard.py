@@ -105,6 +105,9 @@ class ShardExecutor:
                               (b.excluded_file(stage.name, shard), out.excluded)):  # fmt: skip
             q = tables.encode("quarantine", entries)
             files.append((path, q, tables.table_hash("quarantine", q)))
+        for kind, side in sorted(out.artifacts.items()):
+            t = tables.encode(kind, side)
+            files.append((b.artifact_file(kind, stage.name, shard), t, tables.table_hash(kind, t)))
         return b.commit(
             stage.name, shard, _counts(out), files, self.graph.hashes[stage.name], self.run_id, inputs
         )

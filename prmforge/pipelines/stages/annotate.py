@@ -101,6 +101,10 @@ class AnnotateStage(Stage):
             else:
                 results[rollout.rollout_id] = abstention(self.spec.source, rollout, reason)
         if todo:
-            for labels in self._annotator().annotator.annotate(problems, todo):
+            annotator = self._annotator().annotator
+            for labels in annotator.annotate(problems, todo):
                 results[labels.rollout_id] = labels
+            trees = getattr(annotator, "trees", None)  # a search annotator's trees are data too
+            if trees:
+                self.add_artifact("tree", [row for tree in trees.values() for row in tree.to_rows()])
         return [[results[r.rollout_id]] for r in batch]

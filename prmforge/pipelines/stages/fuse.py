@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from prmforge.pipelines.fusion import fuse
+from prmforge.pipelines.fusion import FusionParams, fuse
 from prmforge.pipelines.stage import RecordKind, Reject, RowResult, Stage
 from prmforge.schemas.records import Rollout, StepLabels
 
@@ -16,7 +16,12 @@ class FuseStage(Stage):
     writes = "fused"
 
     def __init__(
-        self, rule: str, single_source: str, label_stages: Sequence[str], config: Mapping[str, Any]
+        self,
+        rule: str,
+        single_source: str,
+        label_stages: Sequence[str],
+        config: Mapping[str, Any],
+        params: FusionParams | None = None,
     ) -> None:
         labels: tuple[RecordKind, ...] = tuple("labels" for _ in label_stages)
         self.reads = ("rollout", *labels)  # type: ignore[misc]  # one labels input per source
@@ -24,6 +29,7 @@ class FuseStage(Stage):
         self.rule = rule
         self.single_source = single_source
         self.label_stages = tuple(label_stages)
+        self.params = params or FusionParams()
 
     def process(self, batch: Sequence[Rollout], side: Mapping[str, Sequence[Any]]) -> list[RowResult]:
         by_source: list[dict[str, StepLabels]] = [
@@ -38,5 +44,13 @@ class FuseStage(Stage):
             if self.rule == "single" and all(lab.source != self.single_source for lab in labels):
                 out.append(Reject("labels", f"{self.single_source} quarantined this rollout", excluded=True))
                 continue
-            out.append([fuse(self.rule, labels, len(rollout.steps), self.single_source)])
+            fused = fuse(
+                self.rule,
+                labels,
+                len(rollout.steps),
+                self.single_source,
+                params=self.params,
+                outcome=rollout.outcome,
+            )
+            out.append([fused])
         return out

@@ -1,0 +1,115 @@
+"""The fusion rules of `fusion_rules` reached from a build's `fuse:` (consensus, weighted, grounded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import committed, small_config
+
+from prmforge.pipelines.fusion import FusionParams, fuse
+from prmforge.pipelines.runners.local import LocalRunner
+from prmforge.schemas.errors import ConfigError
+from prmforge.schemas.records import Cost, FusedLabels, StepLabels
+
+TWO = [{"kind": "mc", "n": 4}, {"kind": "equations"}]
+
+
+def _labels(source: str, hard: tuple[bool | None, ...], first_error: int | None) -> StepLabels:
+    values = tuple(None if h is None else float(h) for h in hard)
+    return StepLabels(source, "r", values, hard, first_error, Cost())
+
+
+MC = _labels("mc", (True, False, False), 1)
+EQ = _labels("equations", (True, None, None), None)
+EQ_BAD = _labels("equations", (True, False, None), 1)
+
+
+def test_consensus_weighted_and_grounded_through_fuse() -> None:
+    assert fuse("consensus", [MC, EQ_BAD], 3, "mc").first_error == 1
+    undecided = fuse("consensus", [MC, EQ], 3, "mc")
+    assert undecided.first_error is None
+    assert undecided.reason == "consensus needs 2 of 2 to decide; 1 did: mc 1, equations undecided"
+    assert fuse("consensus", [MC, EQ], 3, "mc", params=FusionParams(required=1)).first_error == 1
+    weights = FusionParams(reliability=(("equations", 0.99), ("mc", 0.6)))
+    assert fuse("weighted", [MC, EQ], 3, "mc", params=weights).first_error == 1
+    grounded = FusionParams(tool="equations", mc="mc")
+    fused = fuse("grounded", [MC, EQ], 3, "mc", params=grounded, outcome=False)
+    assert (fused.rule, fused.first_error) == ("grounded", 1)
+    with pytest.raises(ValueError, match=r"fusion \(grounded\): source 'z3' gave no labels for rollout r"):
+        fuse("grounded", [MC, EQ], 3, "mc", params=FusionParams(tool="z3"), outcome=False)
+
+
+@pytest.mark.parametrize(
+    ("fuse_config", "message"),
+    [
+        ({"rule": "grounded"}, "rule 'grounded' needs `tool`"),
+        ({"rule": "consensus", "among": ["mc", "judge"]}, "fuse.among: ['judge'] are not annotators"),
+        ({"rule": "consensus", "required": 3}, "fuse.required: 3 is more than the 2 sources"),
+        (
+            {"rule": "weighted", "reliability": {"mc": 0.7}},
+            "fuse.reliability: no reliability for ['equations']",
+        ),
+        ({"rule": "weighted", "reliability": {"mc": 1.0}, "default_reliability": 0.6}, "must be in (0, 1)"),
+        ({"rule": "grounded", "tool": "equations", "mc": "mc8"}, "fuse.mc: ['mc8'] are not annotators"),
+    ],
+)
+def test_fuse_settings_are_checked_against_the_sources(fuse_config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        small_config(annotate=TWO, fuse=fuse_config)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "fuse_config",
+    [
+        {"rule": "consensus"},
+        {"rule": "weighted", "reliability": {"equations": 0.99}, "default_reliability": 0.7},
+        {"rule": "grounded", "tool": "equations", "mc": "mc"},
+    ],
+    ids=["consensus", "weighted", "grounded"],
+)
+def test_a_build_fuses_with_each_rule_and_the_card_names_it(
+    fuse_config: dict[str, Any], tmp_path: Path
+) -> None:
+    config = small_config(annotate=TWO, fuse=fuse_config)
+    LocalRunner().run(config, tmp_path / "b")
+    fused: list[FusedLabels] = committed(tmp_path / "b", "stages/fuse/", "fused")
+    assert len(fused) == 40
+    assert {f.rule for f in fused} == {fuse_config["rule"]}
+    assert any(f.first_error is not None for f in fused)
+    assert f"`{fuse_config['rule']}`" in (tmp_path / "b" / "README.md").read_text()
+    if fuse_config["rule"] == "consensus":  # kept only where MC and equations both decided and agree
+        for f in fused:
+            votes = {v.source: v.first_error for v in f.votes}
+            assert (f.first_error is not None) == (
+                votes["mc"] is not None and votes["mc"] == votes["equations"]
+            )
+
+
+def test_stats_give_each_sources_confusion_and_the_kappa_of_every_pair(tmp_path: Path) -> None:
+    from prmforge.pipelines.agreement import cohen_kappa, error_confusion
+    from prmforge.pipelines.stats import summarize
+
+    LocalRunner().run(small_config(annotate=TWO, fuse={"rule": "earliest"}), tmp_path / "b")
+    summary = summarize(tmp_path / "b")
+    mc: list[StepLabels] = committed(tmp_path / "b", "stages/annotate-mc/", "labels")
+    eq: list[StepLabels] = committed(tmp_path / "b", "stages/annotate-equations/", "labels")
+    rollouts = committed(tmp_path / "b", "stages/generate/", "rollout")
+    truth = {r.rollout_id: r.truth.prefix_labels() for r in rollouts}
+    expected = error_confusion(mc, truth)
+    got = summary["confusion_by_source"]["mc"]
+    assert (got["tp"], got["fp"], got["tn"], got["fn"]) == (
+        expected.tp,
+        expected.fp,
+        expected.tn,
+        expected.fn,
+    )
+    assert got["tp"] + got["fp"] + got["tn"] + got["fn"] + got["unknown"] == sum(
+        len(r.steps) for r in rollouts
+    )
+    (pair,) = summary["agreement"]
+    kappa = cohen_kappa(mc, eq)
+    assert (pair["a"], pair["b"], pair["kappa"], pair["steps"]) == ("mc", "equations", kappa.kappa, kappa.n)
+    assert summary["confusion_by_source"]["equations"]["fp"] == 0  # the exact checker never flags a good step
