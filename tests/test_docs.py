@@ -30,7 +30,11 @@ def test_there_is_an_example_per_annotator_and_input_format() -> None:
     assert {"policy-transformers", "policy-openai", "policy-vllm"} <= names
 
 
-@pytest.mark.parametrize("path", [*EXAMPLES, ROOT / "configs" / "quickstart.yaml"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [*EXAMPLES, ROOT / "configs" / "quickstart.yaml", ROOT / "configs" / "recipe.yaml"],
+    ids=lambda p: p.name,
+)
 def test_every_example_config_validates(path: Path) -> None:
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.output

@@ -71,6 +71,13 @@ class AnnotatorConfig(BaseModel, ABC):
         "letters, digits, '_', '.', '-' (it names the stage's folder)",
     )
 
+    defer_to: list[str] = Field(
+        default_factory=list,
+        description="a cascade: earlier, precise sources (equations, z3, compile-test) whose located errors "
+        "this one accepts; on a rollout where one of them found the first error it abstains at no cost "
+        "(fusion takes their label); their 'no error' is not deferred to (a checker's recall is low)",
+    )
+
     @property
     def source(self) -> str:
         kind: str = getattr(self, "kind")  # noqa: B009 - every subclass declares its Literal kind

@@ -15,6 +15,7 @@ from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltA
 from prmforge.annotators.judge_config import JudgeConfig
 from prmforge.annotators.mc import MonteCarloAnnotator
 from prmforge.annotators.omegaprm_config import OmegaPRMConfig
+from prmforge.annotators.scan_config import ScanConfig
 from prmforge.annotators.tool import ToolAnnotator
 from prmforge.schemas.config import CodeSuite, SamplingConfig
 from prmforge.schemas.seeds import derive_seed
@@ -180,6 +181,7 @@ class LspRewardConfig(AnnotatorConfig):
 AnnotatorKind = Annotated[
     MonteCarloConfig
     | OmegaPRMConfig
+    | ScanConfig
     | EquationsConfig
     | Z3Config
     | CompileTestConfig

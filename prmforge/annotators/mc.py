@@ -17,14 +17,13 @@ and ``rollout.outcome``; it never reads ``rollout.truth``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from prmforge.annotators.grading import AnswerMemo, OutcomeGrader
 from prmforge.annotators.mc_math import first_error_from_values, hard_labels, mc_value
-from prmforge.policies.base import STEP_SEPARATOR, GenerationRequest, GenerationResult, Policy
+from prmforge.annotators.rollout_calls import Estimate, PrefixEstimator
+from prmforge.policies.base import GenerationRequest, Policy
 from prmforge.schemas.records import Cost, Problem, Rollout, SamplingParams, StepLabels
 from prmforge.schemas.seeds import derive_seed
 
@@ -111,9 +110,18 @@ class MonteCarloAnnotator:
         if requests_per_call < 1:
             raise ValueError(f"requests_per_call must be >= 1, got {requests_per_call}")
         self._per_call = requests_per_call
+        self._estimator: PrefixEstimator[_Tally] = PrefixEstimator(
+            policy,
+            AnswerMemo(grader),
+            n=n,
+            per_call=requests_per_call,
+            request_of=self._request,
+            gold_of=lambda tally: tally.problem.gold,
+            record=self._record,
+            thread_name="mc-grading",
+        )
         self._policy = policy
         self._grader = grader
-        self._memo = AnswerMemo(grader)
         self._n = n
         self._sampling = sampling if sampling is not None else SamplingParams()
         self._seed = seed
@@ -167,77 +175,29 @@ class MonteCarloAnnotator:
         tally.values[step] = 1.0 if tally.rollout.outcome else 0.0
 
     def _run(self, jobs: Sequence[tuple[_Tally, int]]) -> None:
-        """Roll out every ``(rollout, step)`` in ``jobs`` and record the values.
+        """Roll out every ``(rollout, step)`` in ``jobs`` and record the values: calls of
+        ``requests_per_call`` overlapped with grading (see :mod:`prmforge.annotators.rollout_calls`)."""
+        self._estimator.run(jobs)
 
-        The requests go to ``generate`` in calls of ``requests_per_call`` (every request of the shard
-        in one call when it has fewer); while the engine generates one call's completions, the
-        previous call's are graded on a second thread (the engine never waits on grading, and a GPU
-        engine releases the GIL while it computes). Each request's result depends only on its own
-        seed, so the split changes no label.
-        """
-        if not jobs:
-            return
-        calls = [jobs[i : i + self._per_call] for i in range(0, len(jobs), self._per_call)]
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mc-grading") as grading:
-            pending: Future[None] | None = None
-            for call in calls:
-                requests = [
-                    GenerationRequest(
-                        problem=tally.problem,
-                        prefix=tally.rollout.steps[: step + 1],
-                        n=self._n,
-                        sampling=self._sampling,
-                        seed=step_seed(self._seed, tally.rollout.rollout_id, step),
-                    )
-                    for tally, step in call
-                ]
-                started = time.perf_counter()
-                results = self._policy.generate(requests)
-                elapsed = time.perf_counter() - started
-                if len(results) != len(requests):
-                    raise ValueError(f"policy returned {len(results)} results for {len(requests)} requests")
-                if pending is not None:
-                    pending.result()  # the previous call's grading (and its errors) before the next
-                pending = grading.submit(self._record, call, requests, results, elapsed)
-            if pending is not None:
-                pending.result()
+    def _request(self, tally: _Tally, step: int) -> GenerationRequest:
+        return GenerationRequest(
+            problem=tally.problem,
+            prefix=tally.rollout.steps[: step + 1],
+            n=self._n,
+            sampling=self._sampling,
+            seed=step_seed(self._seed, tally.rollout.rollout_id, step),
+        )
 
-    def _record(
-        self,
-        jobs: Sequence[tuple[_Tally, int]],
-        requests: Sequence[GenerationRequest],
-        results: Sequence[GenerationResult],
-        elapsed: float,
-    ) -> None:
-        """Grade one call's completions and record each step's value, tokens and share of the time."""
-        call_tokens: dict[_Tally, int] = {}
-        call_completions: dict[_Tally, int] = {}
-        for (tally, step), request, result in zip(jobs, requests, results, strict=True):
-            if len(result.completions) != self._n:
-                raise ValueError(
-                    f"rollout {tally.rollout.rollout_id!r} step {step}: policy returned "
-                    f"{len(result.completions)} completions, {self._n} requested"
-                )
-            prefix_text = STEP_SEPARATOR.join(request.prefix) + STEP_SEPARATOR
-            correct = 0
-            for completion in result.completions:
-                verdict = self._memo.grade(prefix_text, completion.text, tally.problem.gold)
-                correct += verdict is True
-                tally.ungraded += verdict is None
-            tokens = sum(c.tokens for c in result.completions)
-            tally.values[step] = mc_value(correct, self._n)
-            tally.correct_counts[step] = correct
-            tally.steps_rolled += 1
-            tally.completions += self._n
-            tally.tokens += tokens
-            tally.prompt_tokens += result.prompt_tokens
-            tally.cached += self._n if result.cached else 0
-            call_tokens[tally] = call_tokens.get(tally, 0) + tokens
-            call_completions[tally] = call_completions.get(tally, 0) + self._n
-        shares = call_tokens if sum(call_tokens.values()) > 0 else call_completions
-        total = sum(shares.values())
-        for tally, share in shares.items():
-            tally.seconds += elapsed * share / total
+    def _record(self, tally: _Tally, step: int, estimate: Estimate) -> None:
+        tally.values[step] = mc_value(estimate.correct, self._n)
+        tally.correct_counts[step] = estimate.correct
+        tally.ungraded += estimate.ungraded
+        tally.steps_rolled += 1
+        tally.completions += estimate.completions
+        tally.tokens += estimate.tokens
+        tally.prompt_tokens += estimate.prompt_tokens
+        tally.cached += estimate.completions if estimate.cached else 0
+        tally.seconds += estimate.seconds
 
     def _finish(self, tally: _Tally) -> StepLabels:
         values = tuple(tally.values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prmforge.pipelines.balance import BalanceReport
 from prmforge.pipelines.config import BuildConfig, input_domains
 from prmforge.pipelines.graph import card_methods
 from prmforge.pipelines.runners.manifest import Manifest
@@ -74,6 +75,41 @@ def _grader() -> str:
     return f"exact numbers, else math-verify {p['math_verify_version']} (extraction {p['extraction']})"
 
 
+def _near_dedup(config: BuildConfig, dedup: dict[str, int]) -> str:
+    near = config.split.near_dedup
+    if near is None or "near_duplicates" not in dedup:
+        return "Near duplicates: kept (`split.near_dedup` off)."
+    from importlib.metadata import version
+
+    return (
+        f"Near duplicates (`split.near_dedup`): {dedup['near_duplicates']} rows dropped whose estimated "
+        f"Jaccard\n  with an earlier kept row of the same problem is at least {near.threshold} (MinHash of "
+        f"word\n  {near.shingle}-shingles of the completions, {near.num_perm} permutations, datasketch "
+        f"{version('datasketch')})."
+    )
+
+
+def _balance(dedup: dict[str, int]) -> str:
+    report = BalanceReport.from_summary(dedup)
+    if report is None:
+        return "Positive/negative balance: as labelled (`split.balance` off)."
+    what = "rollouts" if report.unit == "rollout" else "step labels"
+
+    def shown(x: float | None) -> str:
+        return "-" if x is None else f"{x:.4f}"
+
+    splits = "".join(
+        f"\n  - {s.split}: {shown(s.share)} ({s.positive} positive / {s.negative} negative {what}), from "
+        f"{shown(s.share_before)} ({s.positive_before} / {s.negative_before}); {s.dropped} rows dropped."
+        for s in report.splits
+    )
+    return (
+        f"Positive/negative balance (`split.balance`, {report.unit} level): target positive share "
+        f"{report.target};\n  rows of the majority class dropped in the order of a seeded hash of "
+        f"`example_id` (a row never\n  changes split).{splits}"
+    )
+
+
 def render_card(config: BuildConfig, manifest: Manifest, excluded: dict[str, int]) -> str:
     splits = [s for s, rows in manifest.splits.items() if rows > 0]
     data_files = "\n".join(f"  - split: {s}\n    path: data/{s}-*" for s in splits)
@@ -118,6 +154,8 @@ Process-reward-model training data built by prmforge.
   row ({dedup.get("conflicting_labels", 0)} with different labels); {dedup.get("dropped", 0)} dropped
   (`split.dedup` {"on" if config.split.dedup else "off"}). Questions under several problem ids:
   {dedup.get("duplicate_questions", 0)}.
+- {_near_dedup(config, dedup)}
+- {_balance(dedup)}
 
 ## Label sources
 

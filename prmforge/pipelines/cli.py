@@ -188,6 +188,22 @@ def _print_summary(root: Path) -> None:
             "duplicate rows (dropped)",
             f"{s['dedup'].get('repeated_rows', 0)} ({s['dedup'].get('dropped', 0)})",
         ),
+        *(
+            [("near duplicates dropped", s["dedup"]["near_duplicates"])]
+            if "near_duplicates" in s["dedup"]
+            else []
+        ),
+        *(
+            [
+                (
+                    f"balanced {split} ({b['unit']} share, target {b['target']})",
+                    f"{_fmt(v['share_before'])} -> {_fmt(v['share'])} ({v['dropped']} rows dropped)",
+                )
+                for split, v in b["splits"].items()
+            ]
+            if (b := s.get("balance"))
+            else []
+        ),
         ("completions (cached)", f"{s['cost']['completions']} ({s['cost']['cached_completions']})"),
         ("completions per step", s["cost"]["completions_per_step"]),
         ("generated tokens", s["cost"]["generated_tokens"]),

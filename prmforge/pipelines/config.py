@@ -184,6 +184,20 @@ class BuildConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _cascade_fits(self) -> BuildConfig:
+        """A source skips what earlier sources decided: they must come before it in `annotate:`."""
+        names = [a.source for a in self.annotate]
+        for position, annotator in enumerate(self.annotate):
+            for earlier in annotator.defer_to:
+                if earlier not in names[:position]:
+                    where = "is not an annotator" if earlier not in names else "comes after it"
+                    raise ValueError(
+                        f"annotate.{position}.defer_to: {earlier!r} {where}; list the sources a "
+                        "cascade defers to before the one that skips"
+                    )
+        return self
+
+    @model_validator(mode="after")
     def _fuse_fits(self) -> BuildConfig:
         names = [a.source for a in self.annotate]
         if self.fuse.source is not None and self.fuse.source not in names:

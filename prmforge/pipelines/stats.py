@@ -10,6 +10,7 @@ from typing import Any
 
 from prmforge.annotators.metrics import processbench_f1, step_confusion
 from prmforge.pipelines import tables
+from prmforge.pipelines.balance import BalanceReport
 from prmforge.pipelines.runners.builddir import BuildDir
 from prmforge.pipelines.runners.manifest import Manifest
 from prmforge.schemas.arrow import QuarantineEntry
@@ -175,6 +176,7 @@ def summarize(root: Path) -> dict[str, Any]:
         "excluded": len(excluded),
         "excluded_reasons": _reasons(excluded),
         "dedup": dict(manifest.dedup),
+        "balance": balance.as_json() if (balance := BalanceReport.from_summary(manifest.dedup)) else None,
         "quality": _quality_json(quality(examples)),
         "quality_by_suite": {k: _quality_json(quality(v)) for k, v in sorted(by_suite.items())},
         "quality_by_source": {src: quality_of_source(labels, truth) for src, labels in by_source.items()},

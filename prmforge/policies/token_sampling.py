@@ -60,20 +60,26 @@ def sample_next(
     if not (len(temperatures) == len(top_ps) == len(generators) == rows):
         raise ValueError("one temperature, top_p and generator per row")
     chosen = torch.argmax(logits, dim=-1)
-    sampled = [row for row in range(rows) if temperatures[row] > 0]
-    if sampled:
-        index = torch.tensor(sampled, device=logits.device)
-        temps = torch.tensor([temperatures[r] for r in sampled], device=logits.device).unsqueeze(-1)
-        tops = torch.tensor([top_ps[r] for r in sampled], device=logits.device).unsqueeze(-1)
+    whole = [row for row in range(rows) if temperatures[row] > 0 and top_ps[row] >= 1.0]
+    nucleus = [row for row in range(rows) if temperatures[row] > 0 and top_ps[row] < 1.0]
+    for group, cut in ((whole, False), (nucleus, True)):  # a row's draw never depends on its neighbours
+        if not group:
+            continue
+        index = torch.tensor(group, device=logits.device)
+        temps = torch.tensor([temperatures[r] for r in group], device=logits.device).unsqueeze(-1)
         probs = torch.softmax(logits[index].float() / temps, dim=-1)
+        uniforms = torch.stack(
+            [torch.rand((), generator=generators[r], device=generators[r].device) for r in group]
+        ).to(logits.device)
+        if not cut:  # no nucleus to cut: the draw needs no sort
+            chosen[index] = inverse_cdf(probs, uniforms)
+            continue
+        tops = torch.tensor([top_ps[r] for r in group], device=logits.device).unsqueeze(-1)
         sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
         before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
         keep = before < tops
         keep[:, 0] = True
         kept = torch.where(keep, sorted_probs, torch.zeros_like(sorted_probs))
-        uniforms = torch.stack(
-            [torch.rand((), generator=generators[r], device=generators[r].device) for r in sampled]
-        ).to(logits.device)
         picks = inverse_cdf(kept, uniforms)
         chosen[index] = order.gather(1, picks.unsqueeze(-1)).squeeze(-1)
     return [int(t) for t in chosen.tolist()]

@@ -8,11 +8,18 @@ adds the annotator configs, which live beside their classes in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
-from prmforge.schemas.records import SamplingParams
+from prmforge.schemas.records import SamplingParams, Split
 
 
 class Strict(BaseModel):
@@ -155,13 +162,67 @@ class LabelsConfig(Strict):
     )
 
 
+class NearDedupConfig(Strict):
+    """Near-duplicate rollouts of one problem, by MinHash of word shingles of their completions."""
+
+    threshold: float = Field(
+        0.9,
+        gt=0.0,
+        le=1.0,
+        description="drop a row whose estimated Jaccard with an earlier kept row of its problem is at "
+        "least this",
+    )
+    num_perm: int = Field(128, ge=8, description="MinHash permutations (the estimate's resolution)")
+    shingle: int = Field(5, ge=1, description="words per shingle")
+
+
+def _train_only() -> list[Split]:
+    return ["train"]
+
+
+class BalanceConfig(Strict):
+    """Positive/negative balance of a split, reached by dropping rows of the majority class."""
+
+    unit: Literal["rollout", "step"] = Field(
+        "rollout",
+        description="rollout: the share of rows without an error; step: the share of positive step labels",
+    )
+    target: float = Field(0.5, gt=0.0, lt=1.0, description="the positive share to reach")
+    splits: list[Split] = Field(
+        default_factory=_train_only, min_length=1, description="the splits balanced (each on its own)"
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> BalanceConfig:
+        if len(set(self.splits)) != len(self.splits):
+            raise ValueError(f"splits {self.splits} name a split twice")
+        return self
+
+
 class SplitConfig(Strict):
     validation: float = Field(0.0, ge=0.0, lt=1.0, description="share of questions held out for validation")
     test: float = Field(0.0, ge=0.0, lt=1.0, description="share of questions held out for test")
     dedup: bool = Field(
         False, description="drop rows whose (prompt, completions) repeat an earlier row (exact match)"
     )
+    near_dedup: NearDedupConfig | None = Field(
+        None,
+        description="also drop near-duplicate rows of the same problem (MinHash); null: off, `{}`: defaults",
+    )
+    balance: BalanceConfig | None = Field(
+        None, description="balance positives and negatives per split by dropping rows; null: off"
+    )
     rows_per_file: int = Field(50_000, ge=1, description="most rows per final data file")
+
+    @model_serializer(mode="wrap")
+    def _unset_options_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``near_dedup`` and ``balance`` are dumped only when on: a config that uses neither keeps the
+        config hash (and the global stages' hash) it had before they existed, so its builds resume."""
+        data: dict[str, Any] = handler(self)
+        for key in ("near_dedup", "balance"):
+            if data.get(key, ...) is None:
+                del data[key]
+        return data
 
     @model_validator(mode="after")
     def _shares(self) -> SplitConfig:

@@ -257,3 +257,32 @@ def test_imported_rollouts_above_the_step_limit_are_quarantined(tmp_path: Path) 
     s = summarize(tmp_path / "b")
     assert s["quarantine_reasons"] == {"load: steps: 3 steps exceed limits.max_steps (2)": 1}
     assert s["rows"] == 1
+
+
+def test_several_imported_rollouts_of_one_question_in_one_shard_are_all_labelled(tmp_path: Path) -> None:
+    """A problem with many solutions (PRM800K, ProcessBench): one problem id, every rollout kept."""
+    rows = tmp_path / "r.jsonl"
+    write_jsonl(
+        rows,
+        [
+            {"question": "What is 2 + 3?", "steps": ["2 + 3 = 5", "The answer is 5"], "answer": "5"},
+            {"question": "What is 2 + 3?", "steps": ["2 + 3 = 6", "The answer is 6"], "answer": "5"},
+            {"question": "What is  2 + 3?", "steps": ["So 5"], "answer": "5"},  # same question, spaced
+        ],
+    )
+    config = parse_config(
+        {
+            "name": "t",
+            "inputs": [{"kind": "rollouts", "path": str(rows)}],
+            "annotate": [{"kind": "equations"}],
+            "runner": {"workers": 0, "shard_size": 8},
+        }
+    )
+    LocalRunner().run(config, tmp_path / "b")
+    rollouts: list[Rollout] = committed(tmp_path / "b", "stages/generate/", "rollout")
+    assert len(rollouts) == 3
+    assert len({r.problem_id for r in rollouts}) == 1
+    assert len({r.rollout_id for r in rollouts}) == 3
+    labels: list[StepLabels] = committed(tmp_path / "b", "stages/annotate-equations/", "labels")
+    assert [lab.first_error for lab in labels][:2] == [None, 0]  # "The answer is 5" has no equation
+    assert summarize(tmp_path / "b")["quarantined"] == 0

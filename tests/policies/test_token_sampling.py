@@ -69,3 +69,13 @@ def test_top_p_restricts_the_draw_to_the_nucleus() -> None:
     logits = torch.tensor([[0.5, 0.3, 0.2]]).log()
     for seed in range(20):  # whatever u, only the top two tokens (mass 0.8 >= 0.7) can be drawn
         assert sample_next(logits, [1.0], [0.7], [torch.Generator().manual_seed(seed)])[0] in (0, 1)
+
+
+def test_a_rows_draw_does_not_depend_on_a_neighbours_top_p() -> None:
+    logits = torch.tensor([[0.2, 0.5, 0.3], [0.2, 0.5, 0.3]]).log()
+    alone = sample_next(logits[:1], [1.0], [1.0], [torch.Generator().manual_seed(9)])
+    beside = sample_next(
+        logits, [1.0, 1.0], [1.0, 0.5], [torch.Generator().manual_seed(9), torch.Generator()]
+    )
+    assert beside[0] == alone[0]
+    assert beside[1] == 1  # top_p 0.5 keeps only the most probable token

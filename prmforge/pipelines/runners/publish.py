@@ -17,7 +17,7 @@ from prmforge.pipelines.runners.builddir import (
     atomic_write_bytes,
     atomic_write_json,
 )
-from prmforge.pipelines.runners.finalize import DEDUP, SPLITS, WRITE, Finalizer
+from prmforge.pipelines.runners.finalize import DEDUP, SPLITS, WRITE, Finalizer, Settings
 from prmforge.pipelines.runners.manifest import Manifest, ManifestFile
 from prmforge.pipelines.runners.plan import BuildPlan, BuildResult
 from prmforge.pipelines.runners.shard import StageEvent
@@ -115,7 +115,13 @@ def finish(plan: BuildPlan, run_id: str, shards_run: int) -> BuildResult:
     """The global stages, the manifest and the card; and what makes the build fail, if anything."""
     cfg = plan.config
     finalizer = Finalizer(
-        plan.graph, plan.build, len(plan.shards), cfg.split.dedup, cfg.split.rows_per_file, run_id
+        plan.graph,
+        plan.build,
+        len(plan.shards),
+        cfg.split.dedup,
+        cfg.split.rows_per_file,
+        run_id,
+        settings=Settings.of(cfg.split, cfg.seed),
     )
     dedup, write, resumed = finalizer.run()
     for marker, was_committed in zip((dedup, write), resumed, strict=True):

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltAnnotator
-from prmforge.pipelines.stage import Resources, RowResult, Stage
+from prmforge.pipelines.stage import RecordKind, Resources, RowResult, Stage
 from prmforge.pipelines.stages.load import IMPORTED
 from prmforge.schemas.records import Cost, Problem, Rollout, StepLabels
 
@@ -52,7 +52,11 @@ class AnnotateStage(Stage):
         *,
         model_policy: bool = False,
     ) -> None:
-        super().__init__(stage_name(spec.source), ("generate", "load"), config)
+        earlier = tuple(stage_name(s) for s in spec.defer_to)
+        labels: tuple[RecordKind, ...] = tuple("labels" for _ in earlier)
+        self.reads = ("rollout", "problem", *labels)  # type: ignore[misc,assignment]  # one per earlier source
+        super().__init__(stage_name(spec.source), ("generate", "load", *earlier), config)
+        self.earlier = earlier
         if spec.continues_prefixes or spec.samples_a_model:  # MC and judges hold a model engine
             self.resources = Resources(holds_engine=True)  # type: ignore[misc]
         self.spec = spec
@@ -82,6 +86,16 @@ class AnnotateStage(Stage):
             self._built.close()
             self._built = None
 
+    def _decided_earlier(self, side: Mapping[str, Sequence[Any]]) -> dict[str, str]:
+        """Rollouts in which an earlier source of the cascade located the first error: left to it."""
+        out: dict[str, str] = {}
+        for stage in self.earlier:
+            for labels in side[stage]:
+                error = labels.first_error
+                if error is not None and error >= 0 and labels.rollout_id not in out:
+                    out[labels.rollout_id] = f"{labels.source} found the first error at step {error}; cascade"
+        return out
+
     def _cannot(self, problem: Problem) -> str | None:
         if problem.domain not in self.spec.domains:
             return f"labels {', '.join(sorted(self.spec.domains))} problems only, not {problem.domain}"
@@ -93,9 +107,10 @@ class AnnotateStage(Stage):
         loaded = {p.problem_id: p for p in side["load"]}
         problems = {pid: _redacted(p) for pid, p in loaded.items()}
         results: dict[str, StepLabels] = {}
+        decided = self._decided_earlier(side)
         todo = []
         for rollout in batch:
-            reason = self._cannot(loaded[rollout.problem_id])  # before redaction: it drops IMPORTED
+            reason = decided.get(rollout.rollout_id) or self._cannot(loaded[rollout.problem_id])
             if reason is None:
                 todo.append(rollout.redacted())
             else:

@@ -65,7 +65,9 @@ class LoadStage(Stage):
         out: list[RowResult] = []
         for row in batch:
             result = self._one(row)
-            if not isinstance(result, Reject):
+            # Imported rollouts of one question share its problem id by design (a problem, many
+            # solutions); only a repeated generated problem is a clash.
+            if not isinstance(result, Reject) and IMPORTED not in result[0].meta:
                 problem_id = result[0].problem_id
                 first = seen.setdefault(problem_id, row.index)
                 if first != row.index:

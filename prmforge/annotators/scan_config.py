@@ -1,0 +1,79 @@
+"""SCAN's annotator config: ``{kind: scan, n: 8, confidence: 0.75, distance: 2}`` (METHODS.md §2(e)).
+
+The defaults are SCAN's (8 completions per step, the self-confidence filter at 0.75, soft labels
+within 2 steps before the predicted error); see :mod:`prmforge.annotators.scan`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltAnnotator
+from prmforge.annotators.scan import ScanAnnotator
+from prmforge.schemas.config import SamplingConfig
+from prmforge.schemas.seeds import derive_seed
+from prmforge.verifiers.answer import AnswerGrader
+
+__all__ = ["ScanConfig"]
+
+
+class ScanConfig(AnnotatorConfig):
+    """SCAN: Monte Carlo with early stop on the incorrect rollouts of confident questions only, with
+    noise-tolerant soft labels near the predicted error (self-denoising)."""
+
+    domains = frozenset({"math"})
+    continues_prefixes = True
+
+    kind: Literal["scan"] = "scan"
+    n: int = Field(8, ge=1, description="completions per step of an incorrect rollout (SCAN: 8)")
+    confidence: float = Field(
+        0.75,
+        gt=0.0,
+        le=1.0,
+        description="keep a question iff the share of its rollouts that are correct is at least this",
+    )
+    distance: int = Field(
+        2, ge=0, description="soft labels min(1, c_t / SC) within this many steps before t*"
+    )
+    last_step_from_outcome: bool = Field(
+        True, description="an incorrect rollout's last step is 0 from its outcome, without completions"
+    )
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="sampling of completions")
+
+    @model_validator(mode="after")
+    def _sees_every_rollout(self) -> ScanConfig:
+        """SCAN's self-confidence is the share of a question's rollouts that are correct: it sees them all."""
+        if self.defer_to:
+            raise ValueError(
+                "defer_to: SCAN computes each question's self-confidence from all of its rollouts, so it "
+                "cannot skip those an earlier source decided; fuse it with them instead (e.g. rule earliest)"
+            )
+        return self
+
+    def build(self, context: AnnotatorContext) -> BuiltAnnotator:
+        return BuiltAnnotator(
+            ScanAnnotator(
+                policy=context.policy,
+                grader=AnswerGrader(),
+                n=self.n,
+                confidence=self.confidence,
+                distance=self.distance,
+                sampling=self.sampling.to_params(),
+                # A named source gets its own stream, as Monte Carlo's does.
+                seed=context.seed if self.name is None else derive_seed(context.seed, "annotator", self.name),
+                last_step_from_outcome=self.last_step_from_outcome,
+                name=self.source,
+            )
+        )
+
+    def provenance(self, isolation: str) -> dict[str, str]:
+        return {"method": "scan", "tool": "none", "isolation": "no code executed"}
+
+    def card_sentence(self) -> str:
+        return (
+            f"SCAN self-denoising Monte Carlo: questions whose rollouts are less than {self.confidence:g} "
+            f"correct are dropped; N={self.n} completions per step of each incorrect rollout, stopping at "
+            f"the first step valued 0; soft labels min(1, c/SC) within {self.distance} steps before it."
+        )
