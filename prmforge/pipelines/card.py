@@ -68,6 +68,17 @@ def _fusion(config: BuildConfig) -> str:
     return "`majority`: a per-step vote of the sources that did not abstain (a tie counts as an error)"
 
 
+def _prof(config: BuildConfig) -> str:
+    prof = config.fuse.prof
+    if prof is None:
+        return ""
+    balanced = ", as many correct as incorrect per question" if prof.balance else ""
+    return (
+        f"; PROF filter: a rollout whose {prof.aggregate} fused score disagrees with its outcome "
+        f"(threshold {prof.threshold}) is left out{balanced}"
+    )
+
+
 def _grader() -> str:
     from prmforge.verifiers.answer import AnswerGrader
 
@@ -141,9 +152,10 @@ Process-reward-model training data built by prmforge.
 
 - Content hash: `{manifest.content_hash}` (config hash `{manifest.config_hash[:16]}`)
 - Inputs: {inputs}; policy: {_policies(config)}
-- Trained label: {_fusion(config)}. `labels` are hard: a step is positive iff it comes before the
-  first error; `scores` keep the per-step values (soft estimates, or 1/0 from a tool; null where no
-  source could check); `votes` hold every source's first error (null: it abstained).
+- Trained label: {_fusion(config)}{_prof(config)}. `labels` are hard: a step is positive iff it
+  comes before the first error; `scores` keep the per-step values (soft estimates, or 1/0 from a
+  tool; null where no source could check); `votes` hold every source's first error (null: it
+  abstained).
 - Outcome grading (final answers against the gold): {_grader()}.
 - Steps after the first error: **{config.labels.after_first_error}**.
 - Columns `prompt`, `completions`, `labels` are TRL's stepwise-supervision triple.

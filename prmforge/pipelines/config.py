@@ -207,6 +207,7 @@ class BuildConfig(Strict):
         named = {
             "among": self.fuse.among or [],
             "reliability": list(self.fuse.reliability),
+            "reliability_from": self.fuse.reliability_from or [],
             "tool": [self.fuse.tool] if self.fuse.tool else [],
             "mc": [self.fuse.mc] if self.fuse.mc else [],
         }
@@ -219,7 +220,8 @@ class BuildConfig(Strict):
             if self.fuse.required is not None and self.fuse.required > chosen:
                 raise ValueError(f"fuse.required: {self.fuse.required} is more than the {chosen} sources")
         if self.fuse.rule == "weighted" and self.fuse.default_reliability is None:
-            missing = [n for n in names if n not in self.fuse.reliability]
+            estimated = set(names) - set(self.fuse.reliability_from or names)
+            missing = [n for n in names if n not in self.fuse.reliability and n not in estimated]
             if missing:
                 raise ValueError(
                     f"fuse.reliability: no reliability for {missing}; give one or `default_reliability`"

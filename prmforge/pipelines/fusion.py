@@ -104,6 +104,7 @@ class FusionParams:
     among: tuple[str, ...] | None = None  # consensus: the sources that must agree (default: all)
     required: int | None = None  # consensus: how many of them must have decided (default: all)
     reliability: tuple[tuple[str, float], ...] = ()  # weighted: per-source reliability
+    reliability_from: tuple[str, ...] = ()  # weighted: references to estimate the others' on (per shard)
     default_reliability: float | None = None  # weighted: a source not listed
     tool: str | None = None  # grounded: the tool source whose verdicts decide their steps
     mc: str | None = None  # grounded: the Monte Carlo source for the steps the tool leaves open

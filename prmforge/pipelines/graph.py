@@ -123,11 +123,14 @@ def compose(config: BuildConfig, parsers: Mapping[int, Parser]) -> Graph:
         among=tuple(fuse.among) if fuse.among is not None else None,
         required=fuse.required,
         reliability=tuple(sorted(fuse.reliability.items())),
+        reliability_from=tuple(fuse.reliability_from or ()),
         default_reliability=fuse.default_reliability,
         tool=fuse.tool,
         mc=fuse.mc,
     )
-    stages.append(FuseStage(fuse.rule, config.fused_source, label_stages, {"fuse": cfg["fuse"]}, params))
+    stages.append(
+        FuseStage(fuse.rule, config.fused_source, label_stages, {"fuse": cfg["fuse"]}, params, fuse.prof)
+    )
     split = config.split
     stages.append(
         AssembleStage(

@@ -119,6 +119,20 @@ class GenerateConfig(Strict):
     rollouts_per_problem: int = Field(4, ge=1, description="rollouts sampled per problem")
 
 
+class ProfConfig(Strict):
+    """PROF's process-consistency filter over each question's rollouts (METHODS.md §2(h))."""
+
+    aggregate: Literal["mean", "min"] = Field(
+        "mean", description="a rollout's process score: the mean or the min of its fused step scores"
+    )
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="the score that splits agreeing from not")
+    balance: bool = Field(
+        True,
+        description="keep as many correct as incorrect agreeing rollouts per question (the most "
+        "consistent of each); a question with agreeing rollouts on one side only keeps none",
+    )
+
+
 class FuseConfig(Strict):
     """How the sources' labels become the trained label (METHODS.md, fusion)."""
 
@@ -138,12 +152,23 @@ class FuseConfig(Strict):
     reliability: dict[str, float] = Field(
         default_factory=dict, description="weighted: each source's reliability in (0, 1) (0.5: no say)"
     )
+    reliability_from: list[str] | None = Field(
+        None,
+        description="weighted: estimate the other sources' reliabilities in each shard on the steps these "
+        "reference sources are certain of (a checker's passed prefix and its first failure); "
+        "`reliability` still gives the references' own (and overrides an estimate)",
+    )
     default_reliability: float | None = Field(
         None, gt=0, lt=1, description="weighted: the reliability of a source `reliability` does not list"
     )
     tool: str | None = Field(None, description="grounded: the tool source whose verdicts decide their steps")
     mc: str | None = Field(
         None, description="grounded: the Monte Carlo source for steps the tool leaves open"
+    )
+    prof: ProfConfig | None = Field(
+        None,
+        description="PROF filter: leave out the rollouts of a question whose fused process score "
+        "disagrees with their outcome (null: off; `{}`: defaults); left out with the reason",
     )
 
     @model_validator(mode="after")

@@ -53,6 +53,11 @@ def test_consensus_weighted_and_grounded_through_fuse() -> None:
         ),
         ({"rule": "weighted", "reliability": {"mc": 1.0}, "default_reliability": 0.6}, "must be in (0, 1)"),
         ({"rule": "grounded", "tool": "equations", "mc": "mc8"}, "fuse.mc: ['mc8'] are not annotators"),
+        ({"rule": "weighted", "reliability_from": ["equations"]}, "no reliability for ['equations']"),
+        (
+            {"rule": "weighted", "reliability_from": ["z3"]},
+            "fuse.reliability_from: ['z3'] are not annotators",
+        ),
     ],
 )
 def test_fuse_settings_are_checked_against_the_sources(fuse_config: dict[str, Any], message: str) -> None:
@@ -113,3 +118,64 @@ def test_stats_give_each_sources_confusion_and_the_kappa_of_every_pair(tmp_path:
     kappa = cohen_kappa(mc, eq)
     assert (pair["a"], pair["b"], pair["kappa"], pair["steps"]) == ("mc", "equations", kappa.kappa, kappa.n)
     assert summary["confusion_by_source"]["equations"]["fp"] == 0  # the exact checker never flags a good step
+
+
+def test_prof_leaves_out_the_rollouts_whose_process_score_disagrees_with_their_outcome(
+    tmp_path: Path,
+) -> None:
+    from prmforge.annotators.prof_filter import ProfCandidate, prof_filter
+    from prmforge.pipelines.stats import summarize
+
+    base = {"rule": "single", "source": "mc"}
+    LocalRunner().run(small_config(fuse=base), tmp_path / "all")
+    LocalRunner().run(small_config(fuse={**base, "prof": {}}), tmp_path / "prof")
+    everything: list[FusedLabels] = committed(tmp_path / "all", "stages/fuse/", "fused")
+    kept: list[FusedLabels] = committed(tmp_path / "prof", "stages/fuse/", "fused")
+    rollouts = {r.rollout_id: r for r in committed(tmp_path / "all", "stages/generate/", "rollout")}
+    groups: dict[str, list[ProfCandidate]] = {}
+    for f in everything:
+        r = rollouts[f.rollout_id]
+        groups.setdefault(r.problem_id, []).append(ProfCandidate(r.rollout_id, r.outcome, f.scores))
+    expected = sorted(rid for g in groups.values() for rid in prof_filter(g).kept)
+    assert sorted(f.rollout_id for f in kept) == expected
+    assert 0 < len(kept) < len(everything)
+    outcomes = [rollouts[f.rollout_id].outcome for f in kept]
+    assert outcomes.count(True) == outcomes.count(False)  # balanced per question, so overall too
+    reasons = summarize(tmp_path / "prof")["excluded_reasons"]
+    assert all(reason.startswith("fuse: labels: PROF: ") for reason in reasons)
+    assert sum(reasons.values()) == len(everything) - len(kept)
+    assert (
+        "PROF filter: a rollout whose mean fused score disagrees"
+        in (tmp_path / "prof" / "README.md").read_text()
+    )
+
+
+def test_weighted_fusion_estimates_reliabilities_on_the_steps_a_reference_is_certain_of() -> None:
+    from prmforge.pipelines.fusion_rules import estimate_reliability, weighted_vote
+    from prmforge.pipelines.stages.fuse import FuseStage
+    from prmforge.schemas.records import Rollout, SamplingParams
+
+    def rollout(rid: str) -> Rollout:
+        return Rollout(
+            rid, "p", "pol", SamplingParams(), 0, "a\n\nb\n\nc", ("a", "b", "c"), None, False, 1, 1
+        )
+
+    def labs(source: str, rid: str, hard: tuple[bool | None, ...], fe: int | None) -> StepLabels:
+        return StepLabels(source, rid, tuple(None if h is None else float(h) for h in hard), hard, fe, Cost())
+
+    eq = [labs("equations", "r1", (True, False, None), 1), labs("equations", "r2", (True, None, None), None)]
+    mc = [labs("mc", "r1", (True, False, False), 1), labs("mc", "r2", (True, True, False), 2)]
+    judge = [labs("judge", "r1", (True, True, False), 2), labs("judge", "r2", (False, False, False), 0)]
+    params = FusionParams(reliability=(("equations", 0.99),), reliability_from=("equations",))
+    stage = FuseStage("weighted", "mc", ["annotate-equations", "annotate-mc", "annotate-judge"], {}, params)
+    side = {"annotate-equations": eq, "annotate-mc": mc, "annotate-judge": judge}
+    out = stage.process([rollout("r1"), rollout("r2")], side)
+    estimated = estimate_reliability([[eq[i], mc[i], judge[i]] for i in range(2)], {"equations"})
+    assert (estimated["mc"].agreed, estimated["mc"].compared) == (3, 3)  # steps 0, 1 of r1; step 0 of r2
+    assert (estimated["judge"].agreed, estimated["judge"].compared) == (1, 3)
+    reliability = {"equations": 0.99, "mc": estimated["mc"].p, "judge": estimated["judge"].p}
+    for i, result in enumerate(out):
+        assert isinstance(result, list)
+        expected = weighted_vote([eq[i], mc[i], judge[i]], 3, reliability)
+        assert result[0].first_error == expected.first_error
+    assert [r[0].first_error for r in out if isinstance(r, list)] == [1, 2]  # the unreliable judge has no say

@@ -283,6 +283,8 @@ def test_a_body_cut_mid_response_is_retried_and_paid_once_in_the_stats(
         with OpenAIPolicy(config(proxy.base_url, served.model)) as policy:
             (result,) = policy.generate([request()])
         assert len(proxy.forwarded()) == 2  # the server generated twice ...
+        # an answer is marked delivered once its write drains, which may be just after the client read it
+        assert wait_until(lambda: len(proxy.delivered()) == 1, timeout_s=10)
         (delivered,) = proxy.delivered()
     assert result == baseline
     usage = delivered.upstream_json["usage"]
@@ -606,6 +608,7 @@ def test_a_killed_build_pays_nothing_twice(served: ServeProcess, tmp_path: Path)
         rerun = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert rerun.returncode == 0, rerun.stderr
         assert json.loads(rerun.stdout) == {"results": 12, "hits": 5, "misses": 7}
+        wait_until(lambda: len({e.body["prompt"] for e in proxy.delivered()}) == 12, timeout_s=10)
         delivered = [e.body["prompt"] for e in proxy.delivered()]
     assert {p: delivered.count(p) for p in before_kill} == dict.fromkeys(before_kill, 1)
     assert len(set(delivered)) == 12
