@@ -121,7 +121,7 @@ def _balance(dedup: dict[str, int]) -> str:
     )
 
 
-def render_card(config: BuildConfig, manifest: Manifest, excluded: dict[str, int]) -> str:
+def render_card(config: BuildConfig, manifest: Manifest, excluded: dict[str, int], quality: str = "") -> str:
     splits = [s for s, rows in manifest.splits.items() if rows > 0]
     data_files = "\n".join(f"  - split: {s}\n    path: data/{s}-*" for s in splits)
     stages = "\n".join(
@@ -175,6 +175,7 @@ Process-reward-model training data built by prmforge.
 |---|---|---|---|
 {methods}
 
+{quality}
 ## Left out of the training data
 
 {left_out}

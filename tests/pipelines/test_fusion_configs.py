@@ -179,3 +179,31 @@ def test_weighted_fusion_estimates_reliabilities_on_the_steps_a_reference_is_cer
         expected = weighted_vote([eq[i], mc[i], judge[i]], 3, reliability)
         assert result[0].first_error == expected.first_error
     assert [r[0].first_error for r in out if isinstance(r, list)] == [1, 2]  # the unreliable judge has no say
+
+
+def test_the_card_carries_each_sources_quality_against_truth(tmp_path: Path) -> None:
+    from prmforge.pipelines.stats import summarize
+
+    LocalRunner().run(small_config(annotate=TWO, fuse={"rule": "earliest"}), tmp_path / "b")
+    card = (tmp_path / "b" / "README.md").read_text()
+    summary = summarize(tmp_path / "b")
+    assert "## Label quality against truth" in card
+    for source in ("mc", "equations"):
+        q = summary["quality_by_source"][source]
+        c = summary["confusion_by_source"][source]
+        completions = summary["cost_by_source"][source]["completions"]
+        steps = sum(len(r.steps) for r in committed(tmp_path / "b", "stages/generate/", "rollout"))
+        row = (
+            f"| {source} | {q['decided']} of 40 | {q['first_error_f1']:.3f} | {c['precision']:.3f} | "
+            f"{c['recall']:.3f} | {completions / steps:.2f} |"
+        )
+        assert row in card
+    assert "| fused label | 40 of 40 |" in card
+
+
+def test_a_build_without_truth_has_no_quality_section(tmp_path: Path) -> None:
+    rows = tmp_path / "r.jsonl"
+    rows.write_text('{"question": "What is 2 + 3?", "steps": ["2 + 3 = 5"], "answer": "5"}\n')
+    config = small_config(inputs=[{"kind": "rollouts", "path": str(rows)}], annotate=[{"kind": "equations"}])
+    LocalRunner().run(config, tmp_path / "b")
+    assert "## Label quality against truth" not in (tmp_path / "b" / "README.md").read_text()

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from prmforge.pipelines import tables
 from prmforge.pipelines.card import render_card
 from prmforge.pipelines.graph import provenance
+from prmforge.pipelines.quality_card import label_quality, render_quality
 from prmforge.pipelines.runners.builddir import (
     GLOBAL,
     Marker,
@@ -61,7 +62,12 @@ def write_manifest(plan: BuildPlan, dedup: Marker, write: Marker) -> Manifest:
     atomic_write_json(build.manifest_file, data_json)
     atomic_write_bytes(
         build.root / "README.md",
-        render_card(plan.config, manifest, excluded_reasons(plan, manifest)).encode(),
+        render_card(
+            plan.config,
+            manifest,
+            excluded_reasons(plan, manifest),
+            render_quality(label_quality(build, manifest)),
+        ).encode(),
     )
     return manifest
 
