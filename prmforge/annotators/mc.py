@@ -107,9 +107,6 @@ class MonteCarloAnnotator:
     ) -> None:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        if requests_per_call < 1:
-            raise ValueError(f"requests_per_call must be >= 1, got {requests_per_call}")
-        self._per_call = requests_per_call
         self._estimator: PrefixEstimator[_Tally] = PrefixEstimator(
             policy,
             AnswerMemo(grader),

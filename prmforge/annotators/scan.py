@@ -139,8 +139,6 @@ class ScanAnnotator:
             raise ValueError(f"confidence must be in (0, 1], got {confidence}")
         if distance < 0:
             raise ValueError(f"distance must be >= 0, got {distance}")
-        if requests_per_call < 1:
-            raise ValueError(f"requests_per_call must be >= 1, got {requests_per_call}")
         self._policy = policy
         self._memo = AnswerMemo(grader)
         self._n = n
@@ -150,7 +148,6 @@ class ScanAnnotator:
         self._seed = seed
         self._last_from_outcome = last_step_from_outcome
         self._name = name
-        self._per_call = requests_per_call
         self._estimator: PrefixEstimator[_Case] = PrefixEstimator(
             policy,
             self._memo,

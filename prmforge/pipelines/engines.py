@@ -125,10 +125,14 @@ class WorkerEnv:
     @property
     def policy(self) -> TimedPolicy:
         if self._policy is None:
-            if self.cache_path is not None:
-                self._cache = RequestCache(self.cache_path)
-            self._policy = TimedPolicy(build_policy(self.config, self.domains, self._cache))
+            self._policy = TimedPolicy(build_policy(self.config, self.domains, self._request_cache()))
         return self._policy
+
+    def _request_cache(self) -> RequestCache | None:
+        """The worker's one connection to the build's request cache, opened on first use."""
+        if self._cache is None and self.cache_path is not None:
+            self._cache = RequestCache(self.cache_path)
+        return self._cache
 
     def generate_seconds(self) -> float:
         """Seconds spent inside every engine of this worker (the policy's and the judges')."""
@@ -144,9 +148,9 @@ class WorkerEnv:
         if key not in self._engines:
             from prmforge.policies.factory import build_engine
 
-            _ = self.policy  # opens the request cache
             engine = build_engine(config, workers=self.config.runner.workers)
-            self._engines[key] = TimedPolicy(CachedPolicy(engine, self._cache) if self._cache else engine)
+            cache = self._request_cache()
+            self._engines[key] = TimedPolicy(CachedPolicy(engine, cache) if cache else engine)
         return self._engines[key]
 
     def programs(self) -> Any:
@@ -172,10 +176,14 @@ class WorkerEnv:
         return self._programs
 
     def close(self) -> None:
-        for engine in self._engines.values():
-            closer = getattr(getattr(engine.inner, "inner", engine.inner), "close", None)
+        """Release every engine (an HTTP engine's loop thread), the sandbox pool and the cache."""
+        for timed in (self._policy, *self._engines.values()):
+            engine = timed.inner if timed is not None else None
+            engine = engine.inner if isinstance(engine, CachedPolicy) else engine
+            closer = getattr(engine, "close", None)
             if callable(closer):
                 closer()
+        self._policy = None
         self._engines.clear()
         if self._pool is not None:
             self._pool.close()

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from prmforge.annotators.metrics import processbench_f1, step_confusion
-from prmforge.pipelines import tables
 from prmforge.pipelines.balance import BalanceReport
 from prmforge.pipelines.runners.builddir import BuildDir
 from prmforge.pipelines.runners.manifest import Manifest
@@ -108,13 +107,6 @@ def _scored(first_error: int, truth: StepTruth) -> PRMExample:
     )  # fmt: skip
 
 
-def _read(build: BuildDir, manifest: Manifest, prefix: str, kind: str) -> list[Any]:
-    out: list[Any] = []
-    for f in manifest.under(prefix):
-        out.extend(tables.decode(kind, build.read_table(f.entry)))
-    return out
-
-
 def _cost(labels: list[StepLabels], steps: int) -> dict[str, Any]:
     cost: dict[str, Any] = {
         "completions": sum(lab.cost.completions for lab in labels),
@@ -136,12 +128,14 @@ def summarize(root: Path) -> dict[str, Any]:
     """Everything ``prmforge stats`` prints, as JSON-ready data."""
     build = BuildDir(root)
     manifest = Manifest.read(root)
-    examples: list[PRMExample] = _read(build, manifest, "data/", "example")
-    problems: list[Problem] = _read(build, manifest, "stages/load/", "problem")
-    rollouts: list[Rollout] = _read(build, manifest, "stages/generate/", "rollout")
-    quarantined: list[QuarantineEntry] = _read(build, manifest, "quarantine/", "quarantine")
-    excluded: list[QuarantineEntry] = _read(build, manifest, "excluded/", "quarantine")
-    by_source = {src: _read(build, manifest, f"stages/annotate-{src}/", "labels") for src in manifest.sources}
+    examples: list[PRMExample] = manifest.records(build, "data/", "example")
+    problems: list[Problem] = manifest.records(build, "stages/load/", "problem")
+    rollouts: list[Rollout] = manifest.records(build, "stages/generate/", "rollout")
+    quarantined: list[QuarantineEntry] = manifest.records(build, "quarantine/", "quarantine")
+    excluded: list[QuarantineEntry] = manifest.records(build, "excluded/", "quarantine")
+    by_source = {
+        src: manifest.records(build, f"stages/annotate-{src}/", "labels") for src in manifest.sources
+    }
     source_of = {p.problem_id: p.source.split(":")[0] for p in problems}
     truth = {r.rollout_id: r.truth for r in rollouts if r.truth is not None}
 

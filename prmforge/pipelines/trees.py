@@ -23,7 +23,6 @@ from prmforge.annotators import tree_labels
 from prmforge.annotators.search_tree import SearchTree, trees_from_rows
 from prmforge.annotators.step_pairs import mine_step_pairs, pairs_to_rows
 from prmforge.annotators.tool import first_error_from_hard
-from prmforge.pipelines import tables
 from prmforge.pipelines.runners.builddir import BuildDir
 from prmforge.pipelines.runners.manifest import Manifest
 from prmforge.schemas.errors import BuildStateError
@@ -36,11 +35,7 @@ RULES: tuple[Rule, ...] = ("mc", "rest", "hrm", "genprm", "pav")
 
 
 def _read(root: Path, prefix: str, kind: str) -> list[Any]:
-    build = BuildDir(root)
-    out: list[Any] = []
-    for entry in Manifest.read(root).under(prefix):
-        out.extend(tables.decode(kind, build.read_table(entry.entry)))
-    return out
+    return Manifest.read(root).records(BuildDir(root), prefix, kind)
 
 
 def load_trees(root: Path, stage: str) -> dict[str, SearchTree]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -245,16 +244,3 @@ class TransformersPolicy:
 
     def _decode_text(self, tokens: list[int], skip_special_tokens: bool = True) -> str:
         return str(self.tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens))
-
-    def describe(self) -> dict[str, Any]:
-        """Engine facts for the card: fingerprint, device, dtype, chat template use."""
-        return {
-            "fingerprint": self._fingerprint,
-            "device": str(self.device),
-            "dtype": str(self.model.dtype).removeprefix("torch."),
-            "chat_template": self.chat,
-            "parameters": sum(p.numel() for p in self.model.parameters()),
-            "batch_size": self.config.batch_size,
-            "cpu_threads": self.threads,
-            "stop": json.dumps(list(self.config.prompt.stop)),
-        }

@@ -118,11 +118,10 @@ def test_the_transformers_example_runs_on_the_tiny_model(tiny_model_dir: Path, t
     data["generate"]["rollouts_per_problem"] = 1
     data["annotate"] = [{"kind": "mc", "n": 1, "sampling": {"max_tokens": 4}}]
     data["runner"] = {"workers": 0}
-    result = LocalRunner().run(parse_config(data), tmp_path / "b")
+    LocalRunner().run(parse_config(data), tmp_path / "b")
     rollouts: list[Rollout] = committed(tmp_path / "b", "stages/generate/", "rollout")
     assert len(rollouts) == 2
     assert "system=" in rollouts[0].policy  # the example's system prompt reached the engine
-    assert result.content_hash
 
 
 def test_a_judge_labels_in_a_build_beside_monte_carlo(tiny_model_dir: Path, tmp_path: Path) -> None:

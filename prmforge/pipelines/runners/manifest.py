@@ -47,6 +47,12 @@ class Manifest:
         """The files whose path starts with ``prefix`` (``"data/train-"``, ``"quarantine/"``), in order."""
         return [f for f in self.files if f.path.startswith(prefix)]
 
+    def records(self, build: BuildDir, prefix: str, kind: str) -> list[Any]:
+        """The records of every listed file under ``prefix``, in order (``kind``: a table's record kind)."""
+        from prmforge.pipelines import tables
+
+        return [r for f in self.under(prefix) for r in tables.decode(kind, build.read_table(f.entry))]
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["format"] = MANIFEST_FORMAT
