@@ -8,9 +8,11 @@
 #   python3      Debian's interpreter, readable by the unprivileged sandbox uid, runs the jailed code
 #   gcc, libc6-dev  compile step for C samples
 #   util-linux   (essential on Debian; listed for the record)
+#   postgresql   the registry's PostgreSQL tests start a private server on loopback (initdb, pg_ctl)
+#   chromium, fonts-dejavu-core  the report test renders the HTML report headless and screenshots it
 set -euo pipefail
 
-PACKAGES=(bubblewrap libseccomp2 python3 gcc libc6-dev)
+PACKAGES=(bubblewrap libseccomp2 python3 gcc libc6-dev postgresql chromium fonts-dejavu-core)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -237,7 +237,8 @@ class BuildConfig(Strict):
         """The config as JSON, less what does not decide content (``output``, ``runner.workers``...)."""
         data = self.model_dump(mode="json")
         data.pop("output", None)
-        data["runner"].pop("workers", None)
+        for placement in ("kind", "workers", "beam", "ray"):  # where shards run, not what they hold
+            data["runner"].pop(placement, None)
         data["runner"].pop("cache", None)  # a cached generation is the same generation
         data["limits"].pop("max_quarantine_share", None)  # a pass/fail threshold, checked at the end
         data["sandbox"].pop("warm", None)  # a warm jail gives the same verdicts as a fresh one, faster

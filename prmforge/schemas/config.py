@@ -271,8 +271,41 @@ class SandboxConfig(Strict):
     )
 
 
+class BeamRunnerConfig(Strict):
+    runner: str = Field(
+        "FnApiRunner",
+        description="the Beam runner: FnApiRunner (in this process; what the tests use), FlinkRunner, "
+        "SparkRunner, PortableRunner or DataflowRunner (`--beam-runner` overrides it)",
+    )
+    options: list[str] = Field(
+        default_factory=list,
+        description="pipeline options passed to Beam as written, e.g. `--flink_master=HOST:8081`, "
+        "`--environment_type=LOOPBACK`, `--project=P` (`--beam-option` adds to them)",
+    )
+
+
+class RayRunnerConfig(Strict):
+    address: str | None = Field(
+        None,
+        description="an existing cluster (`auto`, `ray://HOST:10001`); none starts a local Ray for the "
+        "build and stops it after (`--ray-address` overrides it)",
+    )
+    max_attempts: int = Field(
+        3, ge=1, description="attempts of a shard (a crashed worker, a poison row) before it is quarantined"
+    )
+    num_gpus: float = Field(
+        0.0, ge=0.0, description="GPUs each shard worker that holds a model engine asks Ray for"
+    )
+
+
 class RunnerConfig(Strict):
-    kind: Literal["local"] = Field("local", description="the runner")
+    kind: Literal["local", "beam", "ray"] = Field(
+        "local",
+        description="what schedules the shards: `local` (a process pool), `beam` (Apache Beam) or `ray` "
+        "(Ray); every runner commits through the same manifest and gives the same content hash",
+    )
+    beam: BeamRunnerConfig = Field(default_factory=BeamRunnerConfig, description="options of `kind: beam`")
+    ray: RayRunnerConfig = Field(default_factory=RayRunnerConfig, description="options of `kind: ray`")
     workers: int = Field(2, ge=0, description="worker processes; 0 runs in the calling process")
     shard_size: int = Field(16, ge=1, description="input rows per shard")
     cache: bool = Field(True, description="cache every generation request in OUTPUT/cache.sqlite")
