@@ -46,7 +46,7 @@ GLOBAL = -1  # the shard index of a global stage's marker
 # Everything a build writes into its directory; `--restart` deletes these and nothing else.
 BUILD_ENTRIES = (
     "build.json", "manifest.json", "README.md", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm",
-    "cache.sqlite.lock", "stages", "quarantine", "excluded", "markers", "data",
+    "cache.sqlite.lock", "stages", "quarantine", "excluded", "markers", "data", "trees", "poisoned",
 )  # fmt: skip
 SET_ASIDE = "cache.sqlite.corrupt-"  # a corrupt cache renamed aside by the request cache (kept, not reused)
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -235,6 +235,9 @@ class BuildDir:
     def marker_file(self, stage: str, shard: int) -> Path:
         name = "global.json" if shard == GLOBAL else f"shard-{shard:05d}.json"
         return self.root / "markers" / stage / name
+
+    def poison_file(self, shard: int) -> Path:
+        return self.root / "poisoned" / f"shard-{shard:05d}.json"
 
     def global_file(self, stage: str, name: str) -> Path:
         return self.root / "stages" / stage / name
@@ -454,6 +457,26 @@ class BuildDir:
                 return None
         self._verified[path] = signature
         return marker
+
+    # -- poisoned shards -----------------------------------------------------
+    def record_poison(self, shard: int, reason: str) -> None:
+        """A shard that killed or failed its worker on every allowed attempt: from now on its rows are
+        quarantined at load with ``reason`` (a runner decides this; the rest of the build goes on)."""
+        atomic_write_json(self.poison_file(shard), {"shard": shard, "reason": reason})
+
+    def poisoned(self, shard: int) -> str | None:
+        """Why ``shard`` is quarantined whole, or None."""
+        path = self.poison_file(shard)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            raise BuildStateError(f"{path}: unreadable poison record ({err})") from None
+        reason = data.get("reason") if isinstance(data, dict) else None
+        if not isinstance(reason, str):
+            raise BuildStateError(f"{path}: poison record without a reason")
+        return reason
 
     def read_table(self, entry: FileEntry) -> pa.Table:
         return pq.read_table(self.root / entry.path)

@@ -6,7 +6,7 @@ A runner only schedules :class:`ShardTask` s on :class:`Worker` s and calls
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from prmforge.pipelines.sources import (
     parsers_of,
     plan_shards,
 )
+from prmforge.pipelines.stages.load import SourceRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +84,13 @@ class Worker:
 
     def run(self, task: ShardTask) -> None:
         reader = self.readers[task.spec.position]
-        self.executor.run(task.shard, lambda: list(reader.read(task.spec.rows)))
+        poison = self.executor.build.poisoned(task.shard)
+
+        def rows() -> list[SourceRow]:
+            read = list(reader.read(task.spec.rows))
+            return read if poison is None else [replace(r, poison=poison) for r in read]
+
+        self.executor.run(task.shard, rows)
 
     def close(self) -> None:
         teardown_stages(self.graph.stages)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prmforge.pipelines import tables
+from prmforge.pipelines.config import digest
 from prmforge.pipelines.graph import SOURCE, Graph
 from prmforge.pipelines.runners.builddir import BuildDir, Marker, StageCounts
 from prmforge.pipelines.stage import Stage, StageOutput
@@ -57,7 +58,7 @@ class ShardExecutor:
             return records[name]
 
         for stage in self.graph.stages:
-            expected = {name: made[name] for name in stage.inputs if name != SOURCE}
+            expected = expected_inputs(stage, made, self.build, shard)
             marker = self.build.committed(stage.name, shard, self.graph.hashes[stage.name])
             if marker is not None and marker.inputs == expected:
                 made[stage.name] = marker.records_hash
@@ -137,13 +138,24 @@ def teardown_stages(stages: Iterable[Stage]) -> None:
         stage.teardown()
 
 
+def expected_inputs(stage: Stage, made: dict[str, str], build: BuildDir, shard: int) -> dict[str, str]:
+    """What a reusable marker of ``stage`` must have been made from: the records hash of each upstream
+    stage, and for the stage reading the raw rows, whether the shard is poisoned (and why)."""
+    expected = {name: made[name] for name in stage.inputs if name != SOURCE}
+    if SOURCE in stage.inputs:
+        reason = build.poisoned(shard)
+        if reason is not None:
+            expected[SOURCE] = digest({"poisoned": reason})
+    return expected
+
+
 def shard_is_current(graph: Graph, build: BuildDir, shard: int) -> Marker | None:
     """The final stage's marker when every stage of ``shard`` is reusable as it stands, else None."""
     made: dict[str, str] = {}
     marker: Marker | None = None
     for stage in graph.stages:
         marker = build.committed(stage.name, shard, graph.hashes[stage.name])
-        if marker is None or marker.inputs != {n: made[n] for n in stage.inputs if n != SOURCE}:
+        if marker is None or marker.inputs != expected_inputs(stage, made, build, shard):
             return None
         made[stage.name] = marker.records_hash
     return marker

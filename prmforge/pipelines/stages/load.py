@@ -25,6 +25,7 @@ class SourceRow:
     source: str
     index: int
     payload: bytes | Problem
+    poison: str | None = None  # why the runner quarantines this row unread (its shard kept killing workers)
 
 
 Parser = Callable[[SourceRow], Problem]
@@ -76,6 +77,8 @@ class LoadStage(Stage):
         return out
 
     def _one(self, row: SourceRow) -> RowResult:
+        if row.poison is not None:
+            return Reject("<shard>", row.poison)
         if isinstance(row.payload, bytes) and len(row.payload) > self._max_row_bytes:
             return Reject(
                 "<row>",
