@@ -48,6 +48,7 @@ from prmforge.verifiers.answer_extract import (
     EXTRACTION_MODES,
     ExtractionMode,
     extract_final_answer,
+    gold_answer,
 )
 from prmforge.verifiers.answer_extract import clean as _clean
 from prmforge.verifiers.child_worker import JsonLineWorker
@@ -105,7 +106,8 @@ def answers_equal(
     """
     if predicted is None:
         return False
-    predicted, gold = _drop_unit(predicted), _drop_unit(gold)
+    gold = gold_answer(gold)
+    predicted, gold = _as_interval(_drop_unit(predicted)), _as_interval(_drop_unit(gold))
     a, b = _normalize(predicted), _normalize(gold)
     if "=" not in b and (m := _ASSIGNMENT.fullmatch(a)):
         a = m.group(1)
@@ -122,6 +124,7 @@ def answers_equal(
         return x == y or (rounded and (_rounded(a, x, y) or _rounded(b, y, x)))
     if len(a) > max_expression_chars or len(b) > max_expression_chars:
         return False
+    predicted = (_align_rounded(_clean(predicted), _clean(gold)) if rounded else None) or predicted
     return _ENGINE.equal(_clean(predicted), _clean(gold), tolerance, timeout_s)
 
 
@@ -261,6 +264,59 @@ def _number(text: str) -> Fraction | None:
             return None
         return -x / y if m.group(1) == "-" else x / y
     return None
+
+
+# --- structured answers: intervals and rounded elements ---------------------------------------------
+
+_MEMBER = re.compile(r"\s*[A-Za-z]\s*\\in\s*(.+)", re.DOTALL)
+_BOUND = r"[+-]?[\d.]+|[+-]?\\[dtc]?frac\{[^{}]+\}\{[^{}]+\}|[+-]?\\infty"
+# "\\le", or "\\\\le" as a JSON-escaped answer writes it (math-verify reads both alike).
+_LESS = r"\\{1,2}leq?|<|\\{1,2}lt"
+_CHAIN = re.compile(
+    rf"\s*({_BOUND})\s*({_LESS})\s*[A-Za-z]\s*({_LESS})\s*({_BOUND})\s*"
+)
+_NUMBER_TOKEN = re.compile(
+    r"\\[dtc]?frac(?:\{([+-]?\d+)\}\{(\d+)\}|(\d)(\d))|(?<![\w.])[+-]?\d+(?:\.\d+)?(?![\w.])"
+)
+
+
+def _as_interval(answer: str) -> str:
+    """``x \\in S`` is the set S; ``a \\le x < b`` (one unknown between two bounds) is ``[a, b)``."""
+    if m := _MEMBER.fullmatch(answer.replace("$", "")):
+        return m.group(1).strip()
+    if m := _CHAIN.fullmatch(answer.replace("$", "")):
+        low, low_op, high_op, high = m.groups()
+        opening = "[" if "le" in low_op else "("
+        closing = "]" if "le" in high_op else ")"
+        return f"{opening}{low}, {high}{closing}"
+    return answer
+
+
+def _token_value(m: re.Match[str]) -> Fraction | None:
+    num, den = (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(3), m.group(4))
+    if num is not None:
+        return Fraction(int(num), int(den)) if int(den) else None
+    return Fraction(m.group())
+
+
+def _align_rounded(predicted: str, gold: str) -> str | None:
+    """``predicted`` with each decimal that is the gold's number in the same place rounded or cut to
+    the digits shown (0.33 where the gold has 1/3) written as the gold writes it; None when no number
+    needs that or one differs otherwise. Structure (matrix, interval, tuple) is left to math-verify."""
+    ps, gs = list(_NUMBER_TOKEN.finditer(predicted)), list(_NUMBER_TOKEN.finditer(gold))
+    if not ps or len(ps) != len(gs):
+        return None
+    out, last, changed = [], 0, False
+    for p, g in zip(ps, gs, strict=True):
+        x, y = _token_value(p), _token_value(g)
+        if x is None or y is None:
+            return None
+        if x != y:
+            if not _rounded(p.group(), x, y):
+                return None
+            out.append(predicted[last : p.start()] + g.group())
+            last, changed = p.end(), True
+    return "".join(out) + predicted[last:] if changed else None
 
 
 # --- math-verify in a child process under a deadline ---------------------------------------------

@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 from typing import Final, Literal
 
-__all__ = ["DEFAULT_EXTRACTION", "EXTRACTION_MODES", "ExtractionMode", "clean", "extract_final_answer"]
+__all__ = [
+    "DEFAULT_EXTRACTION",
+    "EXTRACTION_MODES",
+    "ExtractionMode",
+    "clean",
+    "extract_final_answer",
+    "gold_answer",
+]
 
 ExtractionMode = Literal["boxed", "minerva", "answer_is", "final_answer", "hashes", "last_math"]
 EXTRACTION_MODES: Final[tuple[ExtractionMode, ...]] = (
@@ -31,10 +38,19 @@ DEFAULT_EXTRACTION: Final[tuple[ExtractionMode, ...]] = (
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOX_GAP = re.compile(
-    r"(?:\s|\$|,|;|\\[,;:! ]|\\quad|\\qquad|\\text\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b)*", re.IGNORECASE
+    r"(?:\s|\$|,|;|\\[,;:! ]|\\quad|\\qquad|\\text\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b"
+    # "\\text{ for part (a) and }": a short connective naming the parts
+    r"|\\text\{[^{}$]{0,40}\b(?:and|or)\s*\}"
+    # "\\) and \\( y_2 = ": the next box is the value of the next named unknown
+    r"|\\\(|\\\)|(?<![A-Za-z])[A-Za-z](?:_\{?\w{1,3}\}?)?\s*=)*",
+    re.IGNORECASE,
 )
-_MINERVA = re.compile(
-    r"final\s+answer\s+is\s*\$+(.+?)\$+\s*\.?\s*I\s+hope\s+it\s+is\s+correct", re.IGNORECASE | re.DOTALL
+_MINERVA_CUE = re.compile(r"final\s+answer\s+is", re.IGNORECASE)
+_MINERVA_TAIL = re.compile(r"\s*\$+(.+?)\$+\s*\.?\s*I\s+hope\s+it\s+is\s+correct", re.IGNORECASE | re.DOTALL)
+# The sentence a Minerva-style answer ends with when it has no "The final answer is": "Therefore,
+# there are 12 sequences. I hope it is correct."
+_HOPE_SENTENCE = re.compile(
+    r"([^.!?\n]*(?:\.\d[^.!?\n]*)*)[.!?]?\s*I\s+hope\s+it\s+is\s+correct", re.IGNORECASE
 )
 _ANSWER_IS = re.compile(r"\bthe\s+(?:final\s+)?answer\s+is\b[ \t]*:?[ \t]*([^\n]*)", re.IGNORECASE)
 _FINAL_ANSWER = re.compile(
@@ -42,8 +58,11 @@ _FINAL_ANSWER = re.compile(
 )
 _HASHES = re.compile(r"####[ \t]*([^\n]*)")
 _LEADING_MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
-_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<![\\$])\$([^$]+?)\$", re.DOTALL)
+_MATH_SPAN = re.compile(
+    r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<![\\$])\$((?:[^$\\]|\\.)+?)\$", re.DOTALL
+)
 _LAST_NUMBER = re.compile(r"[+-]?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+_LAST_NUMBER_OR_PERCENT = re.compile(r"[+-]?\d[\d,]*(?:\.\d+)?(?:/\d+)?%?")
 # "I hope it is correct" ends the answer, and whatever a model wrote after it (a chat template's next
 # turn, say) is not part of it.
 _HOPE = re.compile(r"\.?\s*I\s+hope\s+it\s+is\s+correct.*$", re.IGNORECASE | re.DOTALL)
@@ -60,9 +79,22 @@ def extract_final_answer(text: str, extraction: tuple[str, ...] = DEFAULT_EXTRAC
     """
     for mode in extraction:
         answer = _EXTRACTORS[mode](text)
+        if answer and mode == "boxed" and "minerva" in extraction:
+            # Boxed intermediate results, then "The final answer is $X$. I hope it is correct.": X.
+            found = _minerva_match(text)
+            if found is not None and found[0] > _last_box_end(text):
+                return found[1]
         if answer:
             return answer
     return None
+
+
+def _last_box_end(text: str) -> int:
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    if not starts:
+        return -1
+    content = braced_span(text, starts[-1])
+    return starts[-1] + (len(content) + 1 if content is not None else 0)
 
 
 # --- extraction ----------------------------------------------------------------------------------
@@ -86,10 +118,21 @@ def _extract_boxed(text: str) -> str | None:
     return ", ".join(clean(content) for _, _, content in group)
 
 
+def _minerva_match(text: str) -> tuple[int, str] | None:
+    """(position, answer) of the last "final answer is $X$. I hope it is correct" in ``text``."""
+    for cue in reversed(list(_MINERVA_CUE.finditer(text))):
+        tail = _MINERVA_TAIL.match(text, cue.end())
+        if tail is not None and not _MINERVA_CUE.search(tail.group(1)) and (cleaned := clean(tail.group(1))):
+            return cue.start(), cleaned
+    return None
+
+
 def _extract_minerva(text: str) -> str | None:
-    for match in reversed(list(_MINERVA.finditer(text))):
-        if cleaned := clean(match.group(1)):
-            return cleaned
+    if found := _minerva_match(text):
+        return found[1]
+    for match in reversed(list(_HOPE_SENTENCE.finditer(text))):
+        if answer := _within_prose(match.group(1)):
+            return answer
     return None
 
 
@@ -140,7 +183,11 @@ def _extract_hashes(text: str) -> str | None:
 
 
 def _extract_last_math(text: str) -> str | None:
-    for match in reversed(list(_MATH_SPAN.finditer(text))):
+    spans = list(_MATH_SPAN.finditer(text))
+    after: list[str] = _LAST_NUMBER_OR_PERCENT.findall(text[spans[-1].end() :]) if spans else []
+    if after:  # "... \\geq 2.$$ Therefore it increases by 100%.": the number is stated last
+        return after[-1].rstrip(",")
+    for match in reversed(spans):
         if cleaned := clean(next(g for g in match.groups() if g is not None)):
             return cleaned
     bare = text.strip()
@@ -158,6 +205,15 @@ _EXTRACTORS = {
     "hashes": _extract_hashes,
     "last_math": _extract_last_math,
 }
+
+
+def gold_answer(gold: str) -> str:
+    """The answer a gold string states: itself, or when it is a whole worked solution in prose with a
+    stated final answer ("The final answer is $X$", "Final Answer:", "####"), that answer. Boxes are
+    left to the comparison, which reads every box of a gold ("\\boxed{1} papers and \\boxed{2} bins")."""
+    if not _PROSE.search(_MATH_SPAN.sub(" ", gold)):
+        return gold
+    return extract_final_answer(gold, ("minerva", "answer_is", "final_answer", "hashes")) or gold
 
 
 def braced_span(text: str, start: int) -> str | None:

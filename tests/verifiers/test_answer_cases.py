@@ -20,6 +20,44 @@ from prmforge.verifiers._mathverify_worker import parse_gold
 from prmforge.verifiers.answer import AnswerGrader, answers_equal, extract_final_answer
 
 CASES: list[tuple[str, str, bool]] = [
+    # boxed intermediate results, then Minerva's final statement: the statement is the answer
+    (
+        "Step one gives $\\boxed{40}$ and step two $\\boxed{12}$, so $40 + 12 = 52$.\n"
+        "Final Answer: The final answer is $52$. I hope it is correct.",
+        "52",
+        True,
+    ),
+    ("Hence $\\boxed{12}$. The final answer is $12$. I hope it is correct.", "12", True),
+    # a "final answer is $" with no "I hope" does not swallow the later statement
+    (
+        "I think the final answer is $3 + $4 more. "
+        "Final Answer: The final answer is $7$. I hope it is correct.",
+        "7",
+        True,
+    ),
+    # "I hope it is correct" closing a sentence that states the answer
+    ("So there are 15 ways to do it. I hope it is correct.", "15", True),
+    ("So there are 15 ways to do it. I hope it is correct.", "16", False),
+    # several boxes for several parts or unknowns
+    ("$\\boxed{(2, 5)}$ \\text{ for part (a) and } $\\boxed{(4, 4)}$", "(2, 5), (4, 4)", True),
+    ("\\( a = \\boxed{x + 1} \\) and \\( b = \\boxed{2x} \\)", "a=x+1, b=2x", True),
+    # decimals rounded inside a structure
+    ("\\boxed{[0.67, 1.25)}", "[\\frac{2}{3}, \\frac{5}{4})", True),
+    ("\\boxed{[0.66, 1.25)}", "[\\frac{2}{3}, \\frac{5}{4})", True),
+    ("\\boxed{[0.65, 1.25)}", "[\\frac{2}{3}, \\frac{5}{4})", False),
+    ("\\boxed{(0.13, 1)}", "(\\frac{1}{8}, 1)", False),
+    (
+        "\\boxed{\\begin{pmatrix} 0.143 \\\\ 2 \\end{pmatrix}}",
+        "\\begin{pmatrix} \\frac17 \\\\ 2 \\end{pmatrix}",
+        True,
+    ),
+    # a chained inequality in one unknown is an interval; "x \\in S" is S
+    ("\\boxed{-1 \\le t < 4}", "[-1, 4)", True),
+    ("\\boxed{-1 < t < 4}", "[-1, 4)", False),
+    ("\\boxed{t \\in (0, \\infty)}", "(0,\\infty)", True),
+    # a gold written as a whole solution
+    ("\\boxed{9}", "First add 4 and 5. Final Answer: The final answer is $9$. I hope it is correct.", True),
+    ("\\boxed{8}", "First add 4 and 5. Final Answer: The final answer is $9$. I hope it is correct.", False),
     # minerva's format
     (
         "So the total is 14916.\nFinal Answer: The final answer is $14{,}916$. I hope it is correct.",
