@@ -12,6 +12,7 @@ from prmforge.pipelines.cli_common import console, err_console, load_or_exit, us
 from prmforge.pipelines.cli_eval import eval_app
 from prmforge.pipelines.cli_export import export_app
 from prmforge.pipelines.cli_grade import grade_app
+from prmforge.pipelines.cli_report import report_app
 from prmforge.pipelines.cli_stats import stats_app
 from prmforge.pipelines.cli_trees import trees_app
 from prmforge.verifiers.sandbox.cli import sandbox_app
@@ -69,6 +70,7 @@ def tiny_model(
 app.add_typer(build_app)
 app.add_typer(stats_app)
 app.add_typer(export_app)
+app.add_typer(report_app)
 app.add_typer(eval_app)
 app.add_typer(trees_app)
 app.add_typer(grade_app)
