@@ -12,6 +12,8 @@ REQUIRED_IN_CI = (
     "verifiers/test_c_forgery.py",
     "verifiers/test_lsp.py",
     "verifiers/test_lsp_reward.py",
+    "ops/test_postgres.py",
+    "reporting/",
 )
 
 

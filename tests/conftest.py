@@ -49,3 +49,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-model")
     write_tiny_model(out)
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _build_registry_outside_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every `prmforge build` records itself in the build registry ($XDG_DATA_HOME/prmforge/registry.sqlite
+    unless $PRMFORGE_DB is set): keep it, and the scheduler's logs, in a temporary folder (subprocesses
+    inherit it), never in ~/.local/share."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+        patch.delenv("PRMFORGE_DB", raising=False)
+        yield

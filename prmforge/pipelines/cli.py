@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from prmforge.pipelines.cli_build import build_app
+from prmforge.pipelines.cli_builds import builds_app, schedule_app, scheduler_app
 from prmforge.pipelines.cli_common import console, err_console, load_or_exit, user_errors
 from prmforge.pipelines.cli_eval import eval_app
 from prmforge.pipelines.cli_export import export_app
@@ -71,6 +72,9 @@ app.add_typer(build_app)
 app.add_typer(stats_app)
 app.add_typer(export_app)
 app.add_typer(report_app)
+app.add_typer(builds_app, name="builds")
+app.add_typer(schedule_app, name="schedule")
+app.add_typer(scheduler_app, name="scheduler")
 app.add_typer(eval_app)
 app.add_typer(trees_app)
 app.add_typer(grade_app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
@@ -16,7 +16,11 @@ from prmforge.pipelines.cli_stats import print_summary
 from prmforge.pipelines.runners.builddir import GLOBAL
 from prmforge.pipelines.runners.shard import StageEvent
 
-__all__ = ["StageBoard", "build_app"]
+if TYPE_CHECKING:
+    from prmforge.ops.registry_recorder import BuildRecorder
+    from prmforge.pipelines.config import BuildConfig
+
+__all__ = ["StageBoard", "build_app", "print_warning", "run_build"]
 
 build_app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -97,14 +101,26 @@ def build(
     ray_address: Annotated[
         str | None, typer.Option(help="an existing Ray cluster (auto, ray://HOST:10001); default: local Ray")
     ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="build registry (SQLAlchemy URL); default $PRMFORGE_DB, else "
+            "$XDG_DATA_HOME/prmforge/registry.sqlite. Given here, it must open or nothing is built",
+        ),
+    ] = None,
+    schedule: Annotated[str | None, typer.Option(hidden=True, help="the schedule that started it")] = None,
+    build_id: Annotated[int | None, typer.Option(hidden=True, help="the queued row to claim")] = None,
 ) -> None:
     """Run a build; rerunning the same build resumes it, skipping committed shards.
 
     Adding annotators to a finished build's config (and changing `fuse:`) grows it in place: only the new
-    sources and what depends on them are computed. Ctrl-C stops it; rerun to resume.
+    sources and what depends on them are computed. Ctrl-C stops it; rerun to resume. The build is
+    recorded in the build registry (`prmforge builds list`); an unreachable registry only warns, unless
+    --db was given.
     """
-    from prmforge.pipelines.runners.interrupt import EXIT_INTERRUPTED, BuildInterrupted
-    from prmforge.pipelines.runners.select import make_runner, with_overrides
+    from prmforge.ops.registry_recorder import open_recorder
+    from prmforge.pipelines.runners.select import with_overrides
 
     cfg = load_or_exit(config)
     with user_errors(2):
@@ -116,20 +132,55 @@ def build(
     if workers is not None and workers < 0:
         err_console.print(f"[red]error[/red] --workers: must be >= 0 (got {workers})")
         raise typer.Exit(2)
+    with user_errors(2, prefix="--db: " if db else ""):
+        recorder = open_recorder(db, strict=db is not None or build_id is not None, warn=print_warning)
+    run_build(cfg, out, recorder, workers=workers, restart=restart, schedule=schedule, build_id=build_id)
+
+
+def print_warning(message: str) -> None:
+    err_console.print(f"[yellow]warning[/yellow] {message}", highlight=False, soft_wrap=True)
+
+
+def run_build(
+    cfg: BuildConfig,
+    out: Path,
+    recorder: BuildRecorder,
+    *,
+    workers: int | None = None,
+    restart: bool = False,
+    schedule: str | None = None,
+    build_id: int | None = None,
+    retry_of: int | None = None,
+) -> None:
+    """Build ``cfg`` into ``out`` with the live board, recorded by ``recorder`` (which it closes); ends
+    with typer's exit codes (1: the build failed, 130: interrupted or cancelled)."""
+    from prmforge.ops.registry_recorder import CancelledBeforeStart
+    from prmforge.pipelines.runners.interrupt import EXIT_INTERRUPTED, BuildInterrupted
+    from prmforge.pipelines.runners.select import make_runner
+
     with user_errors(1):
         board = StageBoard(0, ())  # the runner tells the shard count once it has planned
         try:
-            with Live(board.render(), console=console, refresh_per_second=4, transient=False) as live:
+            with (
+                recorder.recording(cfg, out, schedule=schedule, build_id=build_id, retry_of=retry_of),
+                Live(board.render(), console=console, refresh_per_second=4, transient=False) as live,
+            ):
 
                 def on_event(event: StageEvent) -> None:
                     board(event)
+                    recorder.on_event(event)
                     live.update(board.render())
 
                 def on_plan(num_shards: int) -> None:
                     board.num_shards = num_shards
+                    recorder.on_plan(num_shards)
                     live.update(board.render())
 
                 result = make_runner(cfg, on_event, on_plan).run(cfg, out, restart=restart, workers=workers)
+                recorder.finished(result)
+        except CancelledBeforeStart as err:
+            err_console.print(str(err))
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except (BuildInterrupted, KeyboardInterrupt) as err:
             message = str(err) if isinstance(err, BuildInterrupted) else "interrupted; rerun to resume"
             err_console.print(message)

@@ -1,0 +1,1 @@
+"""The registry's revisions (Alembic skips this file)."""
