@@ -30,7 +30,13 @@ def _local(workers: int) -> RunnerCase:
     return RunnerCase(f"local-{workers}", lambda config, out: LocalRunner().run(config, out, workers=workers))
 
 
-RUNNERS: list[RunnerCase] = [_local(0), _local(1), _local(2)]
+def _beam(workers: int) -> RunnerCase:
+    from prmforge.pipelines.runners.beam import BeamRunner
+
+    return RunnerCase(f"beam-{workers}", lambda config, out: BeamRunner().run(config, out, workers=workers))
+
+
+RUNNERS: list[RunnerCase] = [_local(0), _local(1), _local(2), _beam(0), _beam(2)]
 
 
 def conformance_config() -> BuildConfig:

@@ -47,7 +47,7 @@ GLOBAL = -1  # the shard index of a global stage's marker
 BUILD_ENTRIES = (
     "build.json", "manifest.json", "README.md", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm",
     "cache.sqlite.lock", "stages", "quarantine", "excluded", "markers", "data", "trees", "poisoned",
-    "report.html",
+    "report.html", ".beam",
 )  # fmt: skip
 SET_ASIDE = "cache.sqlite.corrupt-"  # a corrupt cache renamed aside by the request cache (kept, not reused)
 _FULL = (errno.ENOSPC, errno.EDQUOT)
