@@ -15,6 +15,7 @@ from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltA
 from prmforge.annotators.judge_config import JudgeConfig
 from prmforge.annotators.mc import MonteCarloAnnotator
 from prmforge.annotators.omegaprm_config import OmegaPRMConfig
+from prmforge.annotators.prm_config import PRMConfig
 from prmforge.annotators.scan_config import ScanConfig
 from prmforge.annotators.tool import ToolAnnotator
 from prmforge.schemas.config import CodeSuite, SamplingConfig
@@ -186,6 +187,7 @@ AnnotatorKind = Annotated[
     | Z3Config
     | CompileTestConfig
     | LspRewardConfig
-    | JudgeConfig,
+    | JudgeConfig
+    | PRMConfig,
     Field(discriminator="kind"),
 ]

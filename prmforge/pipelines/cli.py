@@ -15,6 +15,7 @@ from prmforge.pipelines.cli_export import export_app
 from prmforge.pipelines.cli_grade import grade_app
 from prmforge.pipelines.cli_report import report_app
 from prmforge.pipelines.cli_stats import stats_app
+from prmforge.pipelines.cli_train import train_app
 from prmforge.pipelines.cli_trees import trees_app
 from prmforge.verifiers.sandbox.cli import sandbox_app
 
@@ -77,6 +78,7 @@ app.add_typer(schedule_app, name="schedule")
 app.add_typer(scheduler_app, name="scheduler")
 app.add_typer(eval_app)
 app.add_typer(trees_app)
+app.add_typer(train_app)
 app.add_typer(grade_app)
 app.add_typer(sandbox_app, name="sandbox")
 

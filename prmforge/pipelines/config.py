@@ -301,7 +301,7 @@ def parse_config(data: Any, origin: str = "<config>", base_dir: Path | None = No
     annotate = [
         spec.model_copy(update={"engine": resolve_model(spec.engine, base_dir)})
         if hasattr(spec, "engine")
-        else spec
+        else resolve_model(spec, base_dir)  # a PRM annotator's model folder
         for spec in config.annotate
     ]
     return config.model_copy(
@@ -318,7 +318,7 @@ def resolve_model(engine: Any, base_dir: Path) -> Any:
     """An engine config whose ``model`` names a folder beside the configuration, made absolute (a Hub
     name such as ``Qwen/Qwen2.5-Math-7B`` that is no such folder is kept as written)."""
     model = getattr(engine, "model", None)
-    if getattr(engine, "kind", None) not in ("transformers", "vllm"):  # a server's model is only a name
+    if getattr(engine, "kind", None) not in ("transformers", "vllm", "prm"):  # a server's model is a name
         return engine
     if not isinstance(model, str) or Path(model).is_absolute() or not (base_dir / model).exists():
         return engine

@@ -272,9 +272,7 @@ _MEMBER = re.compile(r"\s*[A-Za-z]\s*\\in\s*(.+)", re.DOTALL)
 _BOUND = r"[+-]?[\d.]+|[+-]?\\[dtc]?frac\{[^{}]+\}\{[^{}]+\}|[+-]?\\infty"
 # "\\le", or "\\\\le" as a JSON-escaped answer writes it (math-verify reads both alike).
 _LESS = r"\\{1,2}leq?|<|\\{1,2}lt"
-_CHAIN = re.compile(
-    rf"\s*({_BOUND})\s*({_LESS})\s*[A-Za-z]\s*({_LESS})\s*({_BOUND})\s*"
-)
+_CHAIN = re.compile(rf"\s*({_BOUND})\s*({_LESS})\s*[A-Za-z]\s*({_LESS})\s*({_BOUND})\s*")
 _NUMBER_TOKEN = re.compile(
     r"\\[dtc]?frac(?:\{([+-]?\d+)\}\{(\d+)\}|(\d)(\d))|(?<![\w.])[+-]?\d+(?:\.\d+)?(?![\w.])"
 )

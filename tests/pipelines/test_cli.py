@@ -57,7 +57,7 @@ def test_validate_accepts_the_quickstart() -> None:
         (
             {"annotate": [{"n": 8}]},
             "annotate.0: needs a 'kind' (one of mc, omegaprm, scan, equations, z3, compile-test, lsp-reward, "
-            "judge)",
+            "judge, prm)",
         ),
         ({"inputs": []}, "inputs: must have at least 1 item (got 0)"),
         (
