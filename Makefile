@@ -44,6 +44,9 @@ bench: install
 	$(PY) bench/bench_code_build.py
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_search.py
+	$(PY) bench/bench_recipe.py
+	$(PY) bench/bench_runners.py
+	$(PY) bench/bench_train.py
 
 clean:
 	rm -rf out .bench .pytest_cache .mypy_cache .ruff_cache

@@ -148,12 +148,14 @@ class Registry:
         """
         with self._tx() as s:
             advisory_lock(s.connection(), f"schedule:{schedule}")
-            now = utcnow()  # once the lock is held: after the end of any build that held it
             active = s.scalars(
                 select(BuildRow)
                 .where(BuildRow.schedule == schedule, BuildRow.status.in_(ACTIVE))
                 .options(selectinload(BuildRow.stages))
             ).all()
+            # Read after the query: a build it saw end wrote its end time before committing, and the
+            # query saw the commit (under READ COMMITTED a clock read before the query could precede it).
+            now = utcnow()
             stale = []
             for row in active:
                 info = BuildInfo.of(row)

@@ -97,7 +97,7 @@ def test_combinations_that_label_nothing_are_refused(
         (
             {"annotate": [{"kind": "equation"}]},
             "annotate.0: unknown kind 'equation'; allowed: mc, omegaprm, scan, equations, z3, compile-test, "
-            "lsp-reward, judge; did you mean 'equations'?",
+            "lsp-reward, judge, prm; did you mean 'equations'?",
         ),
         (
             {"fuse": {"rule": "earlist"}},

@@ -303,7 +303,7 @@ class Jail:
     def _finish_cgroup(self, job_cg: JailCgroup, raw: RawRun) -> None:
         raw.oom_kills = job_cg.oom_kills()
         raw.pids_refused = job_cg.pids_refused()
-        left = job_cg.pids()
+        left = _settled_pids(job_cg)
         if left and self.config.bwrap is not None:  # kill(-1) + reaping should have left nothing
             raw.leaked = len(left)
             self.healthy = False
@@ -402,3 +402,17 @@ def _parents() -> dict[int, int]:
             with contextlib.suppress(OSError, IndexError, ValueError), open(f"/proc/{entry}/stat") as stat:
                 found[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
     return found
+
+
+# SIGKILLed processes stay listed in cgroup.procs until the kernel has torn them down, which on a loaded
+# machine takes a moment (a fork bomb of hundreds): a process still listed after this is a real leak.
+_SETTLE_S = 2.0
+
+
+def _settled_pids(job_cg: JailCgroup) -> list[int]:
+    deadline = time.monotonic() + _SETTLE_S
+    left = list(job_cg.pids())
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = list(job_cg.pids())
+    return left
