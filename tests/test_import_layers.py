@@ -197,6 +197,33 @@ def test_annotators_never_import_pipelines(graph: dict[str, set[str]]) -> None:
     assert not pairs, _message(rule, pairs)
 
 
+@pytest.mark.parametrize("top", ["ops", "reporting"])
+def test_the_operations_layers_are_imported_only_by_themselves_and_the_cli(
+    graph: dict[str, set[str]], top: str
+) -> None:
+    """The registry, scheduler, report and Hub export sit above the pipeline: nothing below uses them."""
+    pairs = sorted(
+        (module, imported)
+        for module, imports in graph.items()
+        if not within(module, top) and not is_cli(module)
+        for imported in imports
+        if within(imported, top)
+    )
+    assert not pairs, _message(f"only prmforge.{top} and CLI modules may import prmforge.{top}", pairs)
+
+
+def test_training_is_imported_below_the_pipeline_only_through_its_scoring(graph: dict[str, set[str]]) -> None:
+    """The PRM annotator scores with a trained model; nothing else below the pipeline needs training."""
+    pairs = [
+        (module, imported)
+        for module, imports in sorted(graph.items())
+        if not within(module, "training") and not is_cli(module) and not within(module, "pipelines")
+        for imported in sorted(imports)
+        if within(imported, "training") and imported != "prmforge.training.scoring"
+    ]
+    assert not pairs, _message("below the pipeline only prmforge.training.scoring may be imported", pairs)
+
+
 def test_nothing_imports_the_cli(graph: dict[str, set[str]]) -> None:
     pairs = cli_violations(graph)
     assert not pairs, _message(f"only CLI modules may import a CLI module ({sorted(CLI_MODULES)})", pairs)

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from prmforge.annotators.kinds import AnnotatorKind
@@ -36,6 +35,7 @@ from prmforge.schemas.config_errors import format_validation_error
 from prmforge.schemas.engines import PolicyConfig, SimulatedPolicyConfig
 from prmforge.schemas.errors import ConfigError
 from prmforge.schemas.inputs import ProblemsInput, RolloutsInput
+from prmforge.schemas.yaml_file import read_yaml
 
 InputConfig = Annotated[
     ArithSuite | Gsm8kSuite | LogicSuite | CodeSuite | ProblemsInput | RolloutsInput,
@@ -327,16 +327,5 @@ def resolve_model(engine: Any, base_dir: Path) -> Any:
 
 def load_config(path: Path) -> BuildConfig:
     """Read and validate a YAML build configuration; relative paths resolve against its folder."""
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, not a configuration file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the configuration ({err})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    data = read_yaml(path)
     return parse_config(data, origin=str(path), base_dir=path.absolute().parent)

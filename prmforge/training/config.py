@@ -20,11 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from prmforge.schemas.config_errors import format_validation_error
 from prmforge.schemas.errors import ConfigError
+from prmforge.schemas.yaml_file import read_yaml
 
 __all__ = [
     "PRM_META",
@@ -111,14 +111,5 @@ def parse_train_config(data: Any, origin: str = "<train config>") -> TrainConfig
 
 def load_train_config(path: Path) -> TrainConfig:
     """Read and validate a YAML training configuration."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such training configuration") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the training configuration ({err})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    data = read_yaml(path, "training configuration")
     return parse_train_config(data, origin=str(path))
