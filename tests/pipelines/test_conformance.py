@@ -6,6 +6,8 @@ produce the same data files, byte for byte in content, as the in-process local r
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,27 @@ def _beam(workers: int) -> RunnerCase:
     return RunnerCase(f"beam-{workers}", lambda config, out: BeamRunner().run(config, out, workers=workers))
 
 
-RUNNERS: list[RunnerCase] = [_local(0), _local(1), _local(2), _beam(0), _beam(2)]
+def _ray(workers: int) -> RunnerCase:
+    """The Ray runner as a user starts it: no cluster address, so it starts a local Ray for the build
+    and stops it after (its session files in a short temporary folder: Ray's socket paths are short)."""
+
+    def build(config: BuildConfig, out: Path) -> BuildResult:
+        from prmforge.pipelines.runners.ray import RayRunner
+
+        tmp = Path(tempfile.mkdtemp(prefix="pfray-", dir="/tmp"))
+        try:
+            with pytest.MonkeyPatch.context() as env:
+                env.setenv("RAY_TMPDIR", str(tmp))
+                env.setenv("RAY_USAGE_STATS_ENABLED", "0")
+                env.delenv("RAY_ADDRESS", raising=False)
+                return RayRunner().run(config, out, workers=workers)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    return RunnerCase(f"ray-{workers}", build)
+
+
+RUNNERS: list[RunnerCase] = [_local(0), _local(1), _local(2), _beam(0), _beam(2), _ray(1), _ray(2)]
 
 
 def conformance_config() -> BuildConfig:
