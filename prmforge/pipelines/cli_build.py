@@ -189,7 +189,8 @@ def run_build(
     verb = "resumed" if result.resumed else "built"
     grown = f"; grew by {', '.join(result.grown)}" if result.grown else ""
     console.print(
-        f"{verb} {out}: {result.shards_run} shard(s) run, {result.shards_skipped} already committed{grown}"
+        f"{verb} {out}: {result.shards_run} shard(s) run, {result.shards_skipped} already committed{grown}",
+        soft_wrap=True,
     )
     print_summary(out)
     for warning in result.warnings:

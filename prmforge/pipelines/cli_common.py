@@ -15,7 +15,8 @@ from prmforge.schemas.errors import PrmforgeError
 
 # Wide enough for the summary tables when the output is a pipe or a log file.
 console = Console(width=None if sys.stdout.isatty() else 120)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+# Messages are never wrapped: a log, a scheduler or a script reads each as one line.
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120, soft_wrap=True)
 
 
 @contextmanager

@@ -94,7 +94,14 @@ def test_schedules_are_stored_in_postgresql(registry: Registry, tmp_path: Path) 
 def test_a_registry_that_goes_down_mid_build_neither_stops_nor_changes_the_build(tmp_path: Path) -> None:
     """The server dies while a recorded build runs: the build warns, finishes and exits 0 with the content of
     an unrecorded build; its row, once the server is back, is a running build whose driver is gone."""
-    config = write_config(tmp_path / "outage.yaml", count=40, shard_size=4)
+    # Ten shards of enough work that the build is still running well after the server stops.
+    config = write_config(
+        tmp_path / "outage.yaml",
+        count=40,
+        shard_size=4,
+        generate={"rollouts_per_problem": 4},
+        annotate=[{"kind": "mc", "n": 32, "early_stop": False}],
+    )
     out = tmp_path / "out"
     with postgres() as server:
         url = server.create_database()

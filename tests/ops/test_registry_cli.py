@@ -51,7 +51,13 @@ def url(registry_url: str) -> str:
 @pytest.fixture
 def slow_config(tmp_path: Path) -> Path:
     """Ten shards of real work: a build that is still running when the test signals it."""
-    return write_config(tmp_path / "slow.yaml", count=40, shard_size=4)
+    return write_config(
+        tmp_path / "slow.yaml",
+        count=40,
+        shard_size=4,
+        generate={"rollouts_per_problem": 4},
+        annotate=[{"kind": "mc", "n": 32, "early_stop": False}],
+    )
 
 
 @pytest.fixture

@@ -608,9 +608,15 @@ def assert_all_gone(build: Build, family: list[tuple[int, int]]) -> None:
 
 @pytest.mark.slow
 def test_killing_the_driver_mid_build_then_rerunning_gives_the_clean_hash(
-    tmp_path: Path, start: Callable[..., Build], local_hash: Callable[[str], BuildResult]
+    tmp_path: Path,
+    start: Callable[..., Build],
+    local_hash: Callable[[str], BuildResult],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config, out = write_config(tmp_path), tmp_path / "out"
+    # One shard parks after its load, so the build cannot finish before the kill however loaded the
+    # machine is (the other worker commits the rest); the rerun runs without the seam.
+    monkeypatch.setenv(FAULT_ENV, f"{SHARDS - 1}:hang:1")
     build = start(config, out, "--workers", "2")
     build.wait_until(lambda: assembled(out) > 0, "the first assemble marker")
     family = descendants(build.proc.pid)
@@ -621,6 +627,7 @@ def test_killing_the_driver_mid_build_then_rerunning_gives_the_clean_hash(
     assert_nothing_torn(out)
     done = assembled(out)
     assert 0 < done < SHARDS
+    monkeypatch.delenv(FAULT_ENV)
     rerun = start(config, out, "--workers", "2")
     assert rerun.wait() == 0, rerun.stderr[-3000:]
     assert f"resumed {out}: {SHARDS - done} shard(s) run, {done} already committed" in rerun.stdout
@@ -648,8 +655,11 @@ def test_a_signal_stops_the_build_and_a_rerun_resumes(
     signum: int,
     to_group: bool,
     workers: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config, out = write_config(tmp_path), tmp_path / "out"
+    if workers == "2":  # one shard parks after its load: the signal always lands before the end
+        monkeypatch.setenv(FAULT_ENV, f"{SHARDS - 1}:hang:1")
     build = start(config, out, "--workers", workers)
     build.wait_until(lambda: assembled(out) > 0, "the first assemble marker")
     family = descendants(build.proc.pid)
@@ -664,6 +674,7 @@ def test_a_signal_stops_the_build_and_a_rerun_resumes(
         assert "Traceback" not in build.stderr
     assert_all_gone(build, family)
     assert_nothing_torn(out)
+    monkeypatch.delenv(FAULT_ENV, raising=False)
     if signum == signal.SIGINT and workers == "2":  # as a user would; the others rerun in this process
         rerun = start(config, out, "--workers", workers)
         assert rerun.wait() == 0, rerun.stderr[-3000:]
