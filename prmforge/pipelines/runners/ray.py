@@ -266,6 +266,7 @@ def ray_session(address: str | None) -> Iterator[None]:
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     reaper: subprocess.Popen[bytes] | None = None
+    auth = {v: os.environ.get(v) for v in _AUTH_VARS}  # ray.init writes RAY_AUTH_MODE here too
     try:
         if address is None:
             if not any(v in os.environ for v in _AUTH_VARS):
@@ -286,8 +287,7 @@ def ray_session(address: str | None) -> Iterator[None]:
                     f"({_first_line(err)})"
                 ) from None
     except BaseException:
-        ray.shutdown()
-        _stop_reaper(reaper)
+        _end_session(reaper, auth)
         raise
     finally:
         if threading.current_thread() is threading.main_thread():
@@ -296,8 +296,31 @@ def ray_session(address: str | None) -> Iterator[None]:
     try:
         yield
     finally:
-        ray.shutdown()
-        _stop_reaper(reaper)
+        _end_session(reaper, auth)
+
+
+def _end_session(reaper: subprocess.Popen[bytes] | None, auth: dict[str, str | None]) -> None:
+    """Shut Ray down and leave this process as it was: the authentication variables as they were
+    before (the token made for the session, and the mode Ray wrote, leave the environment) and
+    Ray's cached view of them dropped. A later Ray in this process, one without authentication,
+    would otherwise still present the token and see its workers die."""
+    ray.shutdown()
+    _stop_reaper(reaper)
+    if any(os.environ.get(v) != value for v, value in auth.items()):
+        for v, value in auth.items():
+            if value is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = value
+        _reset_auth_state()
+
+
+def _reset_auth_state() -> None:
+    """Ray caches the authentication mode and token per process; make it read the environment again."""
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]  # as Ray's test helpers
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _start_reaper() -> tuple[subprocess.Popen[bytes], str]:
