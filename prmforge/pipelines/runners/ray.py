@@ -2,8 +2,11 @@
 global stages and the manifest in the driver.
 
 The pending :class:`ShardTask` s become ``ray.data.from_items`` (one block, one batch per shard) and
-``map_batches`` runs them on a fixed pool of ``runner.workers`` :class:`ShardActor` s, one task in
-flight per actor. Each actor builds its Worker (engines, stages) once and commits every stage of a
+``map_batches`` runs them on a fixed pool of ``runner.workers`` :class:`ShardActor` s, two tasks in
+flight per actor: the next shard already waits at the actor when one ends (with one, each actor sat
+idle while the executor dispatched the next: 1.47x instead of 1.66x from 1 to 2 workers on 2 cores).
+A shard waiting at an actor that dies costs no attempt (an attempt begins when the shard starts).
+Each actor builds its Worker (engines, stages) once and commits every stage of a
 shard through the same :class:`ShardExecutor`, build directory and markers as the local runner, so
 the content hash is the same; nothing is written with ``write_parquet``. An actor asks Ray for the
 stages' largest ``resources.cpus`` and, when a stage holds a model engine, ``runner.ray.num_gpus``.
@@ -219,8 +222,8 @@ def check_resources(plan: BuildPlan) -> None:
 
 
 def _dataset(plan: BuildPlan, tasks: list[ShardTask], workers: int, run_id: str, hub: Any) -> Any:
-    """The pending shards, one block each, mapped by a fixed pool of shard actors (one task in flight
-    per actor, so a dying actor takes only its own shard with it)."""
+    """The pending shards, one block each, mapped by a fixed pool of shard actors (two tasks in flight
+    per actor: one running, the next queued; see the module's docstring)."""
     rows = [{"shard": t.shard, "task": pickle.dumps(t)} for t in tasks]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     context = ds.context
@@ -233,7 +236,7 @@ def _dataset(plan: BuildPlan, tasks: list[ShardTask], workers: int, run_id: str,
     return ds.map_batches(
         ShardActor,
         batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=min(workers, len(tasks)), max_tasks_in_flight_per_actor=1),
+        compute=ray.data.ActorPoolStrategy(size=min(workers, len(tasks)), max_tasks_in_flight_per_actor=2),
         fn_constructor_kwargs={
             "config_json": plan.to_json(),
             "root": str(plan.build.root.resolve()),
