@@ -433,11 +433,12 @@ def test_killing_the_whole_group_at_five_points_always_resumes_to_the_same_data(
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_shard_fails_the_build_cleanly_and_a_rerun_resumes(
+def test_a_worker_killed_mid_shard_is_retried_and_the_build_equals_a_clean_one(
     tmp_path: Path, start: Callable[..., Build], clean_hash: Callable[[int], str]
 ) -> None:
-    """The OOM killer's way: one worker dies; the driver reports it (exit 1, no traceback), kills the
-    other worker, and the rerun recomputes only what was lost."""
+    """The OOM killer's way: one worker dies mid-shard; the driver runs the shards that had begun
+    again (alone, so a second death would be theirs), the build completes (exit 0, no traceback,
+    nothing poisoned) with a clean build's content hash, and no process of it is left."""
     config, out = write_config(tmp_path, 21), tmp_path / "out"
     build = start(config, out)
     build.wait_until(lambda: count(out, "markers/load/shard-*.json") > 0, "the first load marker")
@@ -445,9 +446,9 @@ def test_a_worker_killed_mid_shard_fails_the_build_cleanly_and_a_rerun_resumes(
     workers = spawned(family)
     assert len(workers) == 2
     os.kill(workers[0].pid, signal.SIGKILL)
-    assert build.wait() == 1
-    assert f"error {out}: a worker process died while running a shard" in " ".join(build.stderr.split())
+    assert build.wait() == 0, build.stderr[-3000:]
     assert "Traceback" not in build.stderr
     assert_all_gone(build, family)
     assert_nothing_torn(out)
-    assert_resumes_to(out, 21, clean_hash(21))
+    assert not (out / "poisoned").exists() or not any((out / "poisoned").iterdir())
+    assert Manifest.read(out).content_hash == clean_hash(21)

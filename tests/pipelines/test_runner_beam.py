@@ -32,8 +32,8 @@ from test_conformance import conformance_config
 from prmforge.pipelines.config import BuildConfig, load_config, parse_config
 from prmforge.pipelines.runners.beam import SIDE_DIR, BeamRunner, pipeline_args
 from prmforge.pipelines.runners.beam_dedup import check_agreement
-from prmforge.pipelines.runners.beam_worker import FAULT_ENV, MAX_ATTEMPTS, Fault
 from prmforge.pipelines.runners.builddir import BuildDir, Marker, file_sha256
+from prmforge.pipelines.runners.faults import FAULT_ENV, MAX_ATTEMPTS, Fault
 from prmforge.pipelines.runners.local import LocalRunner
 from prmforge.pipelines.runners.manifest import Manifest
 from prmforge.pipelines.runners.plan import BuildResult, ShardTask, Worker

@@ -29,12 +29,12 @@ from apache_beam.metrics.metric import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from prmforge.pipelines.runners.beam_worker import (
-    MAX_ATTEMPTS,
     Attempt,
     ShardJob,
     SharedWorker,
     describe,
 )
+from prmforge.pipelines.runners.faults import MAX_ATTEMPTS
 from prmforge.pipelines.runners.plan import ShardTask
 
 # mypy: disable-error-code="no-untyped-call"

@@ -11,11 +11,8 @@ gone: a killed driver leaves no worker running a shard.
 Events cannot cross processes as callbacks: a worker appends them as JSON lines to a file of its own
 under the run's side directory (:class:`EventLog`), which the driver tails (:class:`EventTail`).
 
-Fault injection (tests only): ``PRMFORGE_FAULT_CRASH_SHARD=<shard>:<kill|raise|hang>[:<attempts>]``
-makes the worker running that shard SIGKILL itself (``kill``), raise (``raise``) or stop forever, for
-a test to kill it from outside (``hang``), right after the shard's first stage committed, on its
-first ``attempts`` attempts (default: every attempt), never once the shard is poisoned. Only this
-module reads it.
+Fault injection (tests only): ``PRMFORGE_FAULT_CRASH_SHARD``, the runners' shared seam
+(:mod:`faults`), read here and by the local runner.
 """
 
 from __future__ import annotations
@@ -35,14 +32,12 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from prmforge.pipelines import tables
+from prmforge.pipelines.runners import faults
 from prmforge.pipelines.runners.builddir import StageCounts
+from prmforge.pipelines.runners.faults import DIED, MAX_ATTEMPTS, Fault
 from prmforge.pipelines.runners.plan import ShardTask, Worker
 from prmforge.pipelines.runners.shard import EventSink, StageEvent
 
-MAX_ATTEMPTS = 3  # failed attempts of a shard before it is quarantined whole
-FAULT_ENV = "PRMFORGE_FAULT_CRASH_SHARD"
-FAULT_MODES = ("kill", "raise", "hang")
-DIED = "the worker process died (killed by a signal or out of memory)"
 TAIL_S = 0.1  # how often the driver reads the workers' event logs
 
 Process = tuple[int, int]  # a pid and its start time: a reused pid is another process
@@ -74,38 +69,8 @@ class ShardOutput:
     quarantined: tuple[tuple[str, str], ...]  # (stage, reason) of every quarantined row of the shard
 
 
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """The fault-injection seam (see the module docstring)."""
-
-    shard: int
-    mode: str
-    attempts: int | None
-
-    @classmethod
-    def from_env(cls) -> Fault | None:
-        value = os.environ.get(FAULT_ENV)
-        if not value:
-            return None
-        parts = value.split(":")
-        if len(parts) not in (2, 3) or parts[1] not in FAULT_MODES or not parts[0].isdigit():
-            raise ValueError(f"{FAULT_ENV}={value!r}: expected <shard>:<kill|raise|hang>[:<attempts>]")
-        return cls(int(parts[0]), parts[1], int(parts[2]) if len(parts) == 3 else None)
-
-    def fires(self, shard: int, attempt: int) -> bool:
-        return shard == self.shard and (self.attempts is None or attempt <= self.attempts)
-
-    def crash(self) -> None:
-        if self.mode == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        while self.mode == "hang":
-            time.sleep(3600)
-        raise RuntimeError(f"{FAULT_ENV}: shard {self.shard} crashes its worker (fault injection)")
-
-
 def poison_reason(shard: int, errors: tuple[str, ...]) -> str:
-    n = len(errors)
-    return f"shard {shard} failed its Beam worker on {n} of {n} attempts (last: {errors[-1]})"
+    return faults.poison_reason("Beam worker", shard, errors)
 
 
 def describe(kind: type, text: str) -> str:

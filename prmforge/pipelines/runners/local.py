@@ -6,6 +6,14 @@ only the wall time, never the content hash. Workers die with the driver; Ctrl-C
 or SIGTERM cancels queued shards, kills the workers and raises
 :class:`BuildInterrupted` (nothing is half-committed: every file is renamed into
 place and its marker written last).
+
+A shard that kills its worker process (a signal, the OOM killer, a crash in native code) or fails
+it with an exception that is not the build's own error is retried from its committed stages, like
+on Beam and Ray: after :data:`faults.MAX_ATTEMPTS` failed attempts it is recorded as poisoned and
+runs once more with every row quarantined at load (the reason in ``poisoned/``), so one poison row
+cannot stop a build forever. A dead worker takes the pool down with it, and with several shards in
+flight nobody can tell whose fault it was: the shards that had begun then run again *alone*, one
+per pool, where a death is that shard's attempt; the others go back to the pool, uncharged.
 """
 
 from __future__ import annotations
@@ -19,9 +27,11 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from prmforge.pipelines.runners.faults import DIED, MAX_ATTEMPTS, Fault, poison_reason
 from prmforge.pipelines.runners.interrupt import (
     BuildInterrupted,
     StopFlag,
@@ -31,27 +41,58 @@ from prmforge.pipelines.runners.interrupt import (
 )
 from prmforge.pipelines.runners.plan import BuildPlan, BuildResult, ShardTask, Worker, prepare
 from prmforge.pipelines.runners.publish import finish
-from prmforge.pipelines.runners.shard import StageEvent
-from prmforge.schemas.errors import BuildStateError
+from prmforge.pipelines.runners.shard import StageEvent, shard_is_current
+from prmforge.schemas.errors import BuildStateError, PrmforgeError
 
 _worker: Worker | None = None
 _events: Any = None
+_begun: Any = None
+_fault: Fault | None = None
+_current = (-1, 0)  # the shard this worker runs and its attempt number
 
 
-def _init_worker(events: Any, parent: int, plan_json: dict[str, Any], root: str, run_id: str) -> None:
-    global _worker, _events  # noqa: PLW0603 - the pool initializer is the only way to hand state to workers
+def _init_worker(
+    events: Any, begun: Any, parent: int, plan_json: dict[str, Any], root: str, run_id: str
+) -> None:
+    global _worker, _events, _begun, _fault  # noqa: PLW0603 - the pool initializer hands state to workers
     die_with_parent(parent)
-    _events = events
-    _worker = Worker.from_json(plan_json, Path(root), run_id, _events.put)
+    _events, _begun, _fault = events, begun, Fault.from_env()
+    _worker = Worker.from_json(plan_json, Path(root), run_id, _emit)
     # Stages' teardown (a Z3 worker, a language server) runs when the pool shuts the worker down.
     multiprocessing.util.Finalize(_worker, _worker.close, exitpriority=10)
 
 
-def _worker_run(task: ShardTask) -> int:
+def _emit(event: StageEvent) -> None:
+    _events.put(event)
+    shard, attempt = _current
+    if (
+        _fault is not None
+        and _worker is not None
+        and event.shard == shard
+        and event.stage == _worker.graph.stages[0].name
+        and _fault.fires(shard, attempt)
+        and _worker.executor.build.poisoned(shard) is None
+    ):
+        _fault.crash()
+
+
+def _worker_run(task: ShardTask, attempt: int) -> int:
+    global _current  # noqa: PLW0603
     if _worker is None:
         raise RuntimeError("worker not initialised")
+    _begun.put(task.shard)  # a SimpleQueue writes before returning: it is known even if this process dies
+    _current = (task.shard, attempt)
     _worker.run(task)
     return task.shard
+
+
+@dataclass(slots=True)
+class _Round:
+    """What one pool did: shards committed, attempts that failed (blamed), shards to run alone."""
+
+    done: int = 0
+    failed: dict[int, str] = field(default_factory=dict)
+    suspects: set[int] = field(default_factory=set)
 
 
 class LocalRunner:
@@ -66,6 +107,8 @@ class LocalRunner:
     ) -> None:
         self.on_event = on_event or (lambda event: None)
         self.on_plan = on_plan or (lambda num_shards: None)
+        self.poisoned: dict[int, str] = {}  # shards this run quarantined whole, with the reason
+        self.failed_attempts: dict[int, int] = {}  # shards whose attempts failed this run, how many
 
     def run(
         self, config: Any, output: Path, restart: bool = False, workers: int | None = None
@@ -86,9 +129,10 @@ class LocalRunner:
                     self._run_pool(plan, pending, min(n_workers, len(pending)), run_id, flag)
                 total = len(plan.shards)
                 try:
-                    return finish(plan, run_id, len(pending))
+                    built = finish(plan, run_id, len(pending))
                 except KeyboardInterrupt:
                     raise BuildInterrupted(total, total) from None
+                return replace(built, warnings=built.warnings + self._warnings())
             finally:
                 plan.build.close()
 
@@ -111,58 +155,141 @@ class LocalRunner:
         ctx = multiprocessing.get_context("spawn")
         done = 0
         with stop_on_signals(flag, interrupt_main=False):
-            events = ctx.Queue()  # starts the resource tracker before any worker (children_ignore_sigint)
-            stop_reader = threading.Event()
-
-            def drain() -> None:
-                while not stop_reader.is_set() or not events.empty():
-                    try:
-                        self.on_event(events.get(timeout=0.1))
-                    except queue.Empty:
+            errors: dict[int, list[str]] = {}
+            together: list[ShardTask] = list(tasks)
+            alone: list[ShardTask] = []
+            while together or alone:
+                batch = together if together else [alone.pop(0)]
+                size = min(workers, len(batch)) if together else 1
+                together = [] if batch is together else together
+                outcome = self._round(ctx, plan, batch, size, run_id, flag, errors, done)
+                done += outcome.done
+                for task in batch:
+                    if shard_is_current(plan.graph, plan.build, task.shard) is not None:
                         continue
-
-            reader = threading.Thread(target=drain, daemon=True)
-            reader.start()
-            pool = ProcessPoolExecutor(
-                workers,
-                mp_context=ctx,
-                initializer=_init_worker,
-                initargs=(events, os.getpid(), plan.to_json(), str(plan.build.root), run_id),
-            )
-            try:
-                with children_ignore_sigint():  # the workers are started by the first submits
-                    futures: set[Future[int]] = {pool.submit(_worker_run, t) for t in tasks}
-                done = _await(futures, flag, plan)
-            except BaseException:
-                _kill(pool)
-                raise
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
-                stop_reader.set()
-                reader.join()
+                    if task.shard in outcome.failed:
+                        self._charge(plan, task.shard, outcome.failed[task.shard], errors)
+                    if task.shard in outcome.suspects or len(batch) == 1:
+                        alone.append(task)
+                    else:
+                        together.append(task)
         if flag:  # a signal while the pool shut down, after the last shard
             raise BuildInterrupted(plan.committed_before + done, len(plan.shards))
 
+    def _warnings(self) -> tuple[str, ...]:
+        retried = [
+            f"shard {shard}: {n} attempt(s) failed on a worker; retried"
+            for shard, n in sorted(self.failed_attempts.items())
+            if shard not in self.poisoned
+        ]
+        return (
+            *retried,
+            *(f"shard {s} was quarantined whole: {r}" for s, r in sorted(self.poisoned.items())),
+        )
 
-def _await(futures: set[Future[int]], flag: StopFlag, plan: BuildPlan) -> int:
-    """Wait for every shard; stop at the first signal (or failure). Returns the shards done."""
-    done = 0
-    while futures:
-        finished, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+    def _charge(self, plan: BuildPlan, shard: int, cause: str, errors: dict[int, list[str]]) -> None:
+        """One failed attempt of ``shard``; past the limit it is poisoned (its next run quarantines it)."""
+        if plan.build.poisoned(shard) is not None:
+            raise BuildStateError(
+                f"{plan.build.root}: shard {shard} failed its worker even with every row quarantined: {cause}"
+            )
+        causes = errors.setdefault(shard, [])
+        causes.append(cause)
+        self.failed_attempts[shard] = len(causes)
+        if len(causes) >= MAX_ATTEMPTS:
+            reason = poison_reason("worker", shard, causes)
+            plan.build.record_poison(shard, reason)
+            self.poisoned[shard] = reason
+
+    def _round(
+        self,
+        ctx: Any,
+        plan: BuildPlan,
+        tasks: list[ShardTask],
+        workers: int,
+        run_id: str,
+        flag: StopFlag,
+        errors: dict[int, list[str]],
+        done_before: int,
+    ) -> _Round:
+        """One pool over ``tasks``; returns when every one ended or the pool broke. Its queues are its
+        own: a worker killed while writing to one leaves that queue's lock held for good."""
+        events = ctx.Queue()  # starts the resource tracker before any worker (children_ignore_sigint)
+        begun = ctx.SimpleQueue()
+        stop_reader = threading.Event()
+
+        def drain() -> None:
+            while not stop_reader.is_set() or not events.empty():
+                try:
+                    self.on_event(events.get(timeout=0.1))
+                except queue.Empty:
+                    continue
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(events, begun, os.getpid(), plan.to_json(), str(plan.build.root), run_id),
+        )
+        try:
+            with children_ignore_sigint():  # the workers are started by the first submits
+                futures = {
+                    pool.submit(_worker_run, t, len(errors.get(t.shard, ())) + 1): t.shard for t in tasks
+                }
+            outcome = _await(futures, flag, plan, done_before)
+        except BaseException:
+            _kill(pool)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            stop_reader.set()
+            reader.join()
+        started: set[int] = set()
+        while not begun.empty():
+            started.add(begun.get())
+        if outcome.suspects:  # the pool broke: those that had begun are suspects, the others are not
+            if not started:
+                raise BuildStateError(
+                    f"{plan.build.root}: the worker processes died before running any shard (killed "
+                    "by a signal or out of memory while starting); committed shards are kept: rerun "
+                    "to resume"
+                )
+            outcome.suspects &= started
+            if workers == 1 and len(outcome.suspects) == 1:  # one process: the death is this shard's
+                outcome.failed[outcome.suspects.pop()] = DIED
+        return outcome
+
+
+def _await(futures: dict[Future[int], int], flag: StopFlag, plan: BuildPlan, done_before: int) -> _Round:
+    """Wait for every shard; stop at the first signal. A build's own error stops the build; any other
+    exception is a failed attempt of its shard; a broken pool makes every unfinished shard a suspect."""
+    outcome = _Round()
+    waiting = set(futures)
+    while waiting:
+        finished, waiting = wait(waiting, timeout=0.2, return_when=FIRST_COMPLETED)
         for future in finished:
+            shard = futures[future]
             try:
                 future.result()
             except BrokenProcessPool:
                 if flag:  # the signal reached the workers too (SIGTERM to the process group)
-                    raise BuildInterrupted(plan.committed_before + done, len(plan.shards)) from None
-                raise BuildStateError(
-                    f"{plan.build.root}: a worker process died while running a shard (killed by a "
-                    "signal or out of memory); committed shards are kept: rerun to resume"
-                ) from None
-            done += 1
+                    raise BuildInterrupted(
+                        plan.committed_before + done_before + outcome.done, len(plan.shards)
+                    ) from None
+                outcome.suspects.add(shard)
+                continue
+            except PrmforgeError:
+                raise
+            except Exception as err:  # the shard's own failure: one attempt
+                text = f"{type(err).__name__}: {err}"
+                outcome.failed[shard] = text if len(text) <= 300 else text[:297] + "..."
+                continue
+            outcome.done += 1
         if flag:
-            raise BuildInterrupted(plan.committed_before + done, len(plan.shards))
-    return done
+            raise BuildInterrupted(plan.committed_before + done_before + outcome.done, len(plan.shards))
+    return outcome
 
 
 def _kill(pool: ProcessPoolExecutor) -> None:
