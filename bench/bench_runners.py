@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -124,7 +123,6 @@ def main() -> None:
 
 
 def run_all(args: argparse.Namespace) -> None:
-    import ray
 
     rows: list[dict[str, Any]] = []
 
@@ -150,8 +148,11 @@ def run_all(args: argparse.Namespace) -> None:
     if args.part in ("all", "overhead"):
         row("overhead", "local", 2, *measure(local, quick, 2))
         row("overhead", "ray (starts a local Ray)", 2, *measure(ray_runner, quick, 2))
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    try:
+    from prmforge.pipelines.runners.ray import ray_session
+
+    # The runner's own local Ray (its token in this process's environment, never in ~/.ray; its
+    # processes die with this one), kept up across the rows below: each build finds Ray initialised.
+    with ray_session(None):
         if args.part in ("all", "overhead"):
             row("overhead", "ray (Ray already up)", 2, *measure(ray_runner, quick, 2))
             beam, why = beam_runner()
@@ -168,8 +169,6 @@ def run_all(args: argparse.Namespace) -> None:
             for name, run in (("local", local), ("ray", ray_runner)):
                 for workers in (1, 2):
                     row("scaling", name, workers, *measure(run, verifier, workers))
-    finally:
-        ray.shutdown()
     report(rows, args.problems)
 
 
