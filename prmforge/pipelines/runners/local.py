@@ -114,6 +114,7 @@ class LocalRunner:
         self, config: Any, output: Path, restart: bool = False, workers: int | None = None
     ) -> BuildResult:
         flag = StopFlag()
+        self.poisoned, self.failed_attempts = {}, {}  # this run's, for its warnings
         # SIGINT/SIGTERM at any moment (planning, the global stages) raise KeyboardInterrupt here; while
         # the pool runs they only set the flag, and the driver kills the workers itself.
         with stop_on_signals(flag, interrupt_main=True):

@@ -88,6 +88,7 @@ class RayRunner:
         self, config: Any, output: Path, restart: bool = False, workers: int | None = None
     ) -> BuildResult:
         self._flag = flag = StopFlag()
+        self.poisoned = {}  # this run's
         with stop_on_signals(flag, interrupt_main=True):  # a signal raises KeyboardInterrupt here
             plan = prepare(config, output, restart, self.on_event)
             try:
