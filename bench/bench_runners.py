@@ -148,7 +148,7 @@ def run_all(args: argparse.Namespace) -> None:
     if args.part in ("all", "overhead"):
         row("overhead", "local", 2, *measure(local, quick, 2))
         row("overhead", "ray (starts a local Ray)", 2, *measure(ray_runner, quick, 2))
-    from prmforge.pipelines.runners.ray import ray_session
+    from prmforge.pipelines.runners.ray_session import ray_session
 
     # The runner's own local Ray (its token in this process's environment, never in ~/.ray; its
     # processes die with this one), kept up across the rows below: each build finds Ray initialised.

@@ -19,7 +19,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from prmforge.pipelines.runners.ray import ray_session  # noqa: E402 - only with the ray extra
+from prmforge.pipelines.runners.ray_session import ray_session  # noqa: E402 - only with the ray extra
 
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
