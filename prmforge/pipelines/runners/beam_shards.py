@@ -32,9 +32,8 @@ from prmforge.pipelines.runners.beam_worker import (
     Attempt,
     ShardJob,
     SharedWorker,
-    describe,
 )
-from prmforge.pipelines.runners.faults import MAX_ATTEMPTS
+from prmforge.pipelines.runners.faults import MAX_ATTEMPTS, describe
 from prmforge.pipelines.runners.plan import ShardTask
 
 # mypy: disable-error-code="no-untyped-call"

@@ -34,7 +34,7 @@ from typing import IO, Any, ClassVar
 from prmforge.pipelines import tables
 from prmforge.pipelines.runners import faults
 from prmforge.pipelines.runners.builddir import StageCounts
-from prmforge.pipelines.runners.faults import DIED, MAX_ATTEMPTS, Fault
+from prmforge.pipelines.runners.faults import MAX_ATTEMPTS, Fault
 from prmforge.pipelines.runners.plan import ShardTask, Worker
 from prmforge.pipelines.runners.shard import EventSink, StageEvent
 
@@ -71,13 +71,6 @@ class ShardOutput:
 
 def poison_reason(shard: int, errors: tuple[str, ...]) -> str:
     return faults.poison_reason("Beam worker", shard, errors)
-
-
-def describe(kind: type, text: str) -> str:
-    """One line for a failed attempt: a dead worker process, or the exception the stages raised."""
-    if isinstance(kind, type) and issubclass(kind, BrokenProcessPool):
-        return DIED
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def event_from_json(data: dict[str, Any]) -> StageEvent:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 MAX_ATTEMPTS = 3  # failed attempts of a shard before it is quarantined whole
@@ -57,3 +58,10 @@ def poison_reason(runner: str, shard: int, errors: tuple[str, ...] | list[str]) 
     """``shard 3 failed its Beam worker on 3 of 3 attempts (last: ...)``."""
     n = len(errors)
     return f"shard {shard} failed its {runner} on {n} of {n} attempts (last: {errors[-1]})"
+
+
+def describe(kind: type, text: str) -> str:
+    """One line for a failed attempt: a dead worker process, or the exception the stages raised."""
+    if isinstance(kind, type) and issubclass(kind, BrokenProcessPool):
+        return DIED
+    return text if len(text) <= 300 else text[:297] + "..."

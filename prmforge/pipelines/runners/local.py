@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from prmforge.pipelines.runners.faults import DIED, MAX_ATTEMPTS, Fault, poison_reason
+from prmforge.pipelines.runners.faults import DIED, MAX_ATTEMPTS, Fault, describe, poison_reason
 from prmforge.pipelines.runners.interrupt import (
     BuildInterrupted,
     StopFlag,
@@ -108,13 +108,13 @@ class LocalRunner:
         self.on_event = on_event or (lambda event: None)
         self.on_plan = on_plan or (lambda num_shards: None)
         self.poisoned: dict[int, str] = {}  # shards this run quarantined whole, with the reason
-        self.failed_attempts: dict[int, int] = {}  # shards whose attempts failed this run, how many
+        self.causes: dict[int, list[str]] = {}  # why each failed attempt of a shard failed, this run
 
     def run(
         self, config: Any, output: Path, restart: bool = False, workers: int | None = None
     ) -> BuildResult:
         flag = StopFlag()
-        self.poisoned, self.failed_attempts = {}, {}  # this run's, for its warnings
+        self.poisoned, self.causes = {}, {}  # this run's, for its warnings
         # SIGINT/SIGTERM at any moment (planning, the global stages) raise KeyboardInterrupt here; while
         # the pool runs they only set the flag, and the driver kills the workers itself.
         with stop_on_signals(flag, interrupt_main=True):
@@ -156,20 +156,19 @@ class LocalRunner:
         ctx = multiprocessing.get_context("spawn")
         done = 0
         with stop_on_signals(flag, interrupt_main=False):
-            errors: dict[int, list[str]] = {}
             together: list[ShardTask] = list(tasks)
             alone: list[ShardTask] = []
             while together or alone:
                 batch = together if together else [alone.pop(0)]
                 size = min(workers, len(batch)) if together else 1
                 together = [] if batch is together else together
-                outcome = self._round(ctx, plan, batch, size, run_id, flag, errors, done)
+                outcome = self._round(ctx, plan, batch, size, run_id, flag, done)
                 done += outcome.done
                 for task in batch:
                     if shard_is_current(plan.graph, plan.build, task.shard) is not None:
                         continue
                     if task.shard in outcome.failed:
-                        self._charge(plan, task.shard, outcome.failed[task.shard], errors)
+                        self._charge(plan, task.shard, outcome.failed[task.shard])
                     if task.shard in outcome.suspects or len(batch) == 1:
                         alone.append(task)
                     else:
@@ -179,8 +178,8 @@ class LocalRunner:
 
     def _warnings(self) -> tuple[str, ...]:
         retried = [
-            f"shard {shard}: {n} attempt(s) failed on a worker; retried"
-            for shard, n in sorted(self.failed_attempts.items())
+            f"shard {shard}: {len(causes)} attempt(s) failed on a worker; retried"
+            for shard, causes in sorted(self.causes.items())
             if shard not in self.poisoned
         ]
         return (
@@ -188,15 +187,14 @@ class LocalRunner:
             *(f"shard {s} was quarantined whole: {r}" for s, r in sorted(self.poisoned.items())),
         )
 
-    def _charge(self, plan: BuildPlan, shard: int, cause: str, errors: dict[int, list[str]]) -> None:
+    def _charge(self, plan: BuildPlan, shard: int, cause: str) -> None:
         """One failed attempt of ``shard``; past the limit it is poisoned (its next run quarantines it)."""
         if plan.build.poisoned(shard) is not None:
             raise BuildStateError(
                 f"{plan.build.root}: shard {shard} failed its worker even with every row quarantined: {cause}"
             )
-        causes = errors.setdefault(shard, [])
+        causes = self.causes.setdefault(shard, [])
         causes.append(cause)
-        self.failed_attempts[shard] = len(causes)
         if len(causes) >= MAX_ATTEMPTS:
             reason = poison_reason("worker", shard, causes)
             plan.build.record_poison(shard, reason)
@@ -210,7 +208,6 @@ class LocalRunner:
         workers: int,
         run_id: str,
         flag: StopFlag,
-        errors: dict[int, list[str]],
         done_before: int,
     ) -> _Round:
         """One pool over ``tasks``; returns when every one ended or the pool broke. Its queues are its
@@ -237,7 +234,7 @@ class LocalRunner:
         try:
             with children_ignore_sigint():  # the workers are started by the first submits
                 futures = {
-                    pool.submit(_worker_run, t, len(errors.get(t.shard, ())) + 1): t.shard for t in tasks
+                    pool.submit(_worker_run, t, len(self.causes.get(t.shard, ())) + 1): t.shard for t in tasks
                 }
             outcome = _await(futures, flag, plan, done_before)
         except BaseException:
@@ -284,8 +281,7 @@ def _await(futures: dict[Future[int], int], flag: StopFlag, plan: BuildPlan, don
             except PrmforgeError:
                 raise
             except Exception as err:  # the shard's own failure: one attempt
-                text = f"{type(err).__name__}: {err}"
-                outcome.failed[shard] = text if len(text) <= 300 else text[:297] + "..."
+                outcome.failed[shard] = describe(type(err), f"{type(err).__name__}: {err}")
                 continue
             outcome.done += 1
         if flag:
