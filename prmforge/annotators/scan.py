@@ -112,11 +112,14 @@ class ScanAnnotator:
             completions (False: it is rolled out as SCAN does).
         name: the ``source`` of the labels.
         requests_per_call: most requests per ``generate`` call.
+        ratio: the error rule (:func:`~prmforge.annotators.scan_math.error_step`): 0 is SCAN's
+            (the first step valued 0); in (0, 1] GenPRM's relative progress, the first step valued
+            below ``ratio`` x the step before it (SC before step 0). The early stop follows it.
 
-    ``meta`` of every rollout: ``sc``, ``confidence``, ``distance``, ``n``, ``last_step_from_outcome``,
-    ``steps_rolled``, ``correct_counts`` (None for a step not rolled out), ``mc_values`` (the raw
-    estimates, the last step's from the outcome included; None where unknown), ``ungraded``; and
-    ``abstained`` (the reason) when the rollout gets no labels.
+    ``meta`` of every rollout: ``sc``, ``confidence``, ``distance``, ``ratio``, ``n``,
+    ``last_step_from_outcome``, ``steps_rolled``, ``correct_counts`` (None for a step not rolled
+    out), ``mc_values`` (the raw estimates, the last step's from the outcome included; None where
+    unknown), ``ungraded``; and ``abstained`` (the reason) when the rollout gets no labels.
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class ScanAnnotator:
         last_step_from_outcome: bool = True,
         name: str = "scan",
         requests_per_call: int = 256,
+        ratio: float = 0.0,
     ) -> None:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
@@ -139,6 +143,9 @@ class ScanAnnotator:
             raise ValueError(f"confidence must be in (0, 1], got {confidence}")
         if distance < 0:
             raise ValueError(f"distance must be >= 0, got {distance}")
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+        self._ratio = ratio
         self._policy = policy
         self._memo = AnswerMemo(grader)
         self._n = n
@@ -190,7 +197,7 @@ class ScanAnnotator:
         """The step to roll out next, or None (early stop). When the last step's value is the outcome's
         0.0, only the steps before it are rolled out."""
         limit = self._steps(case) - 1 if self._last_from_outcome else self._steps(case)
-        return next_rollout_step(case.rolled, limit)
+        return next_rollout_step(case.rolled, limit, case.sc, self._ratio)
 
     def _run(self, jobs: Sequence[tuple[_Case, int]]) -> None:
         """Roll out every ``(rollout, step)`` of ``jobs`` in calls of ``requests_per_call``, grading each
@@ -219,10 +226,15 @@ class ScanAnnotator:
 
     def _mc_values(self, case: _Case) -> list[float | None]:
         """The raw estimates per step: those rolled out, then the outcome's 0.0 for a last step reached
-        without a zero when it comes from the outcome, None for the rest."""
+        without an error when it comes from the outcome, None for the rest."""
         steps = self._steps(case)
         values: list[float | None] = [*case.rolled, *([None] * (steps - len(case.rolled)))]
-        rolled_to_last = len(case.rolled) == steps - 1 and bool(case.rolled) and case.rolled[-1] > 0
+        # every step before the last rolled out, and the last of them not the error
+        rolled_to_last = (
+            len(case.rolled) == steps - 1
+            and bool(case.rolled)
+            and next_rollout_step(case.rolled, steps, case.sc, self._ratio) is not None
+        )
         if self._last_from_outcome and rolled_to_last:
             values[-1] = 0.0  # only incorrect rollouts are rolled out
         return values
@@ -234,6 +246,7 @@ class ScanAnnotator:
             "sc": case.sc,
             "confidence": self._confidence,
             "distance": self._distance,
+            "ratio": self._ratio,
             "n": self._n,
             "last_step_from_outcome": self._last_from_outcome,
             "steps_rolled": len(case.rolled),
@@ -256,7 +269,7 @@ class ScanAnnotator:
                 f"the threshold {self._confidence:g}: SCAN drops the question as noisy"
             )
             return StepLabels(self._name, rollout.rollout_id, unknown, unknown, None, cost, meta)
-        labels = scan_labels(rollout.outcome, mc_values, case.sc, self._distance)
+        labels = scan_labels(rollout.outcome, mc_values, case.sc, self._distance, self._ratio)
         if labels.scores is None or labels.first_error is None:
             meta["abstained"] = labels.reason
             return StepLabels(self._name, rollout.rollout_id, unknown, unknown, None, cost, meta)

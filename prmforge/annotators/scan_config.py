@@ -37,6 +37,14 @@ class ScanConfig(AnnotatorConfig):
     distance: int = Field(
         2, ge=0, description="soft labels min(1, c_t / SC) within this many steps before t*"
     )
+    ratio: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="the error rule: 0 is SCAN's (the first step whose estimate is 0); in (0, 1] GenPRM's "
+        "relative progress, the first step whose estimate is below ratio x the previous step's (SC before "
+        "step 0); the early stop follows it",
+    )
     last_step_from_outcome: bool = Field(
         True, description="an incorrect rollout's last step is 0 from its outcome, without completions"
     )
@@ -65,6 +73,7 @@ class ScanConfig(AnnotatorConfig):
                 seed=context.seed if self.name is None else derive_seed(context.seed, "annotator", self.name),
                 last_step_from_outcome=self.last_step_from_outcome,
                 name=self.source,
+                ratio=self.ratio,
             )
         )
 
@@ -72,8 +81,14 @@ class ScanConfig(AnnotatorConfig):
         return {"method": "scan", "tool": "none", "isolation": "no code executed"}
 
     def card_sentence(self) -> str:
+        rule = (
+            "the first step valued 0"
+            if self.ratio == 0
+            else f"the first step valued 0 or below {self.ratio:g} x the step before it (SC before step 0: "
+            "GenPRM's relative progress)"
+        )
         return (
             f"SCAN self-denoising Monte Carlo: questions whose rollouts are less than {self.confidence:g} "
             f"correct are dropped; N={self.n} completions per step of each incorrect rollout, stopping at "
-            f"the first step valued 0; soft labels min(1, c/SC) within {self.distance} steps before it."
+            f"{rule}; soft labels min(1, c/SC) within {self.distance} steps before it."
         )

@@ -46,6 +46,12 @@ def _fusion(config: BuildConfig) -> str:
         return f"`single`: the labels of `{config.fused_source}`"
     fuse = config.fuse
     if rule == "earliest":
+        if fuse.clears:
+            clears = ", ".join(f"`{s}`" for s in fuse.clears)
+            return (
+                "`earliest`: the earliest first error any source claims; a rollout none flags is kept "
+                f"as correct only when {clears} decided it so"
+            )
         return "`earliest`: the earliest first error any source claims"
     if rule == "consensus":
         among = ", ".join(f"`{s}`" for s in (fuse.among or [a.source for a in config.annotate]))

@@ -206,6 +206,7 @@ class BuildConfig(Strict):
             raise ValueError(f"fuse.source: rule 'single' needs a source when there are several: {names}")
         named = {
             "among": self.fuse.among or [],
+            "clears": self.fuse.clears or [],
             "reliability": list(self.fuse.reliability),
             "reliability_from": self.fuse.reliability_from or [],
             "tool": [self.fuse.tool] if self.fuse.tool else [],

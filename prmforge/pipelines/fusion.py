@@ -6,7 +6,8 @@ returns the fused first error (None: undecided, with a reason).
 
 - ``single``: the named source's first error.
 - ``earliest``: the earliest step any source labels bad; -1 when no source
-  labels a step bad and at least one source decided the whole rollout (-1).
+  labels a step bad and at least one source decided the whole rollout (-1)
+  (with ``clears``: one of the sources named there).
 - ``majority``: per step, the labels of the sources that did not abstain; a
   step is bad when at least half of them say so (a tie counts as an error, so a
   disputed step is never trained as good); the first bad step is the first
@@ -17,11 +18,12 @@ Worked example (two sources over three steps)::
     mc   hard (True, True, False)   first_error 2
     eq   hard (True, False, None)   first_error 1
     earliest -> 1    majority -> step 1 tie -> 1    single(mc) -> 2
+    eq -1 and mc undecided: earliest -> -1; earliest with clears {mc} -> None
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from prmforge.schemas.records import FusedLabels, StepLabels, Vote
@@ -60,13 +62,18 @@ def fuse_single(labels: StepLabels) -> Decision:
     return Decision(labels.first_error)
 
 
-def fuse_earliest(sources: Sequence[StepLabels]) -> Decision:
+def fuse_earliest(sources: Sequence[StepLabels], clears: Collection[str] | None = None) -> Decision:
+    """The earliest step any source labels wrong; else -1 when a source in ``clears`` (default: any)
+    decided the rollout has no error."""
     claims = [t for t in (_first_bad(s.hard) for s in sources) if t is not None]
     if claims:
         return Decision(min(claims))
-    if any(s.first_error == -1 for s in sources):
+    if any(s.first_error == -1 and (clears is None or s.source in clears) for s in sources):
         return Decision(-1)
-    return Decision(None, "no source labelled an error and none decided the whole rollout")
+    if clears is None:
+        return Decision(None, "no source labelled an error and none decided the whole rollout")
+    named = ", ".join(sorted(clears))
+    return Decision(None, f"no source labelled an error and none of {named} decided the rollout has none")
 
 
 def fuse_majority(sources: Sequence[StepLabels], steps: int) -> Decision:
@@ -102,6 +109,7 @@ class FusionParams:
     """The parameters of the rules in :mod:`prmforge.pipelines.fusion_rules` (``fuse:`` in a config)."""
 
     among: tuple[str, ...] | None = None  # consensus: the sources that must agree (default: all)
+    clears: tuple[str, ...] | None = None  # earliest: the sources whose -1 decides (default: any)
     required: int | None = None  # consensus: how many of them must have decided (default: all)
     reliability: tuple[tuple[str, float], ...] = ()  # weighted: per-source reliability
     reliability_from: tuple[str, ...] = ()  # weighted: references to estimate the others' on (per shard)
@@ -123,7 +131,7 @@ def _decide(
     from prmforge.pipelines import fusion_grounded, fusion_rules
 
     if rule == "earliest":
-        return fuse_earliest(sources)
+        return fuse_earliest(sources, params.clears)
     if rule == "majority":
         return fuse_majority(sources, steps)
     if rule == "consensus":

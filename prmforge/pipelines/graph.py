@@ -121,6 +121,7 @@ def compose(config: BuildConfig, parsers: Mapping[int, Parser]) -> Graph:
     fuse = config.fuse
     params = FusionParams(
         among=tuple(fuse.among) if fuse.among is not None else None,
+        clears=tuple(fuse.clears) if fuse.clears is not None else None,
         required=fuse.required,
         reliability=tuple(sorted(fuse.reliability.items())),
         reliability_from=tuple(fuse.reliability_from or ()),

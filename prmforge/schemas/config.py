@@ -146,6 +146,12 @@ class FuseConfig(Strict):
     )
     source: str | None = Field(None, description="the source `single` uses; default: the only annotator")
     among: list[str] | None = Field(None, description="consensus: the sources that must agree (default: all)")
+    clears: list[str] | None = Field(
+        None,
+        description="earliest: the sources whose 'no error' decides a rollout that no source flags "
+        "(default: any source's); a checker that sees only some kinds of error (equations) passing "
+        "every step is no evidence that the rollout is right",
+    )
     required: int | None = Field(
         None, ge=1, description="consensus: how many of them must have decided (default: all of them)"
     )
@@ -175,6 +181,10 @@ class FuseConfig(Strict):
     def _rule_has_what_it_reads(self) -> FuseConfig:
         if self.rule == "grounded" and self.tool is None:
             raise ValueError("rule 'grounded' needs `tool`: the tool source whose verdicts decide")
+        if self.clears is not None and self.rule != "earliest":
+            raise ValueError(f"clears: read by rule 'earliest' only, not {self.rule!r}")
+        if self.clears == []:
+            raise ValueError("clears: name at least one source (an empty list would never decide 'no error')")
         for name, p in self.reliability.items():
             if not 0 < p < 1:
                 raise ValueError(f"reliability of {name!r} must be in (0, 1), got {p}")

@@ -97,6 +97,7 @@ def test_the_worked_example() -> None:
         "sc": 0.75,
         "confidence": 0.75,
         "distance": 2,
+        "ratio": 0.0,
         "n": 4,
         "last_step_from_outcome": True,
         "steps_rolled": 3,
@@ -119,6 +120,36 @@ def test_soft_scores_within_the_distance_before_the_error() -> None:
     assert wrong.meta["sc"] == 0.8
     narrow = _scan(CannedPolicy(GOLDS, {"Q-p1": [4, 3, 2, 1, 0]}), distance=0).annotate(PROBLEMS, rollouts)
     assert narrow[-1].values == (1.0, 1.0, 1.0, 1.0, 0.0, None)  # outside the window: 1[c > 0]
+
+
+def test_the_ratio_rule_stops_where_the_estimate_falls() -> None:
+    """SC = 3/4, c = (1.0, 0.25, 0.0): 0.25 < 0.5 x 1.0, so ratio 0.5 places the error at step 1 and
+    stops there (two rounds); SCAN's own rule rolls on to the zero at step 2."""
+    rollouts = [*_question("p1", [True, True, True]), _rollout("w", "p1", 5, outcome=False)]
+    policy = CannedPolicy(GOLDS, {"Q-p1": [4, 1, 0, 4]})
+    wrong = _scan(policy, ratio=0.5).annotate(PROBLEMS, rollouts)[-1]
+    assert [[len(r.prefix) for r in batch] for batch in policy.batches] == [[1], [2]]
+    assert wrong.first_error == 1
+    assert wrong.hard == (True, False, False, False, False)
+    assert wrong.values == (1.0, 1 / 3, None, None, None)  # min(1, 0.25 / 0.75) at t*
+    assert (wrong.meta["ratio"], wrong.meta["steps_rolled"], wrong.meta["mc_values"]) == (
+        0.5,
+        2,
+        [1.0, 0.25, None, None, None],
+    )
+    zero = _scan(CannedPolicy(GOLDS, {"Q-p1": [4, 1, 0, 4]})).annotate(PROBLEMS, rollouts)[-1]
+    assert (zero.first_error, zero.meta["steps_rolled"]) == (2, 3)
+
+
+def test_the_ratio_rule_compares_step_0_with_sc_and_falls_back_on_the_outcome() -> None:
+    """Step 0 is compared with SC (0.25 < 0.5 x 0.75: the error); a rollout whose estimates never fall
+    below half the previous one gets its last step's 0 from the outcome."""
+    rollouts = [*_question("p1", [True, True, True]), _rollout("w", "p1", 3, outcome=False)]
+    early = _scan(CannedPolicy(GOLDS, {"Q-p1": [1, 4]}), ratio=0.5).annotate(PROBLEMS, rollouts)[-1]
+    assert (early.first_error, early.meta["mc_values"]) == (0, [0.25, None, None])
+    late = _scan(CannedPolicy(GOLDS, {"Q-p1": [3, 2]}), ratio=0.5).annotate(PROBLEMS, rollouts)[-1]
+    assert (late.first_error, late.meta["mc_values"]) == (2, [0.75, 0.5, 0.0])
+    assert late.hard == (True, True, False)
 
 
 # --- the confidence filter ------------------------------------------------------------------------------
@@ -308,6 +339,8 @@ def test_deterministic_and_blind_to_truth() -> None:
         ({"confidence": 0.0}, r"confidence must be in \(0, 1\]"),
         ({"confidence": 1.5}, r"confidence must be in \(0, 1\]"),
         ({"distance": -1}, "distance must be >= 0"),
+        ({"ratio": -0.1}, r"ratio must be in \[0, 1\]"),
+        ({"ratio": 1.5}, r"ratio must be in \[0, 1\]"),
         ({"requests_per_call": 0}, "requests_per_call must be >= 1"),
     ],
 )
@@ -355,8 +388,13 @@ def test_config_defaults_and_build() -> None:
     assert ScanConfig.domains == frozenset({"math"})
     assert ScanConfig.continues_prefixes is True
     assert config.provenance("bwrap") == {"method": "scan", "tool": "none", "isolation": "no code executed"}
+    assert config.ratio == 0.0
     assert "N=8" in config.card_sentence()
     assert "0.75" in config.card_sentence()
+    assert "stopping at the first step valued 0;" in config.card_sentence()
+    ratio = ScanConfig(ratio=0.5)
+    assert "stopping at the first step valued 0 or below 0.5 x the step before it" in ratio.card_sentence()
+    assert ratio.build(_context(CannedPolicy(GOLDS, {}))).annotator._ratio == 0.5
     built = config.build(_context(CannedPolicy(GOLDS, {})))
     assert isinstance(built.annotator, ScanAnnotator)
     assert built.annotator.name == "scan"
@@ -378,7 +416,17 @@ def test_config_seeds_a_named_source_apart() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"n": 0}, {"confidence": 0.0}, {"confidence": 1.01}, {"distance": -1}, {"kind": "mc"}, {"k": 8}]
+    "bad",
+    [
+        {"n": 0},
+        {"confidence": 0.0},
+        {"confidence": 1.01},
+        {"distance": -1},
+        {"ratio": -0.5},
+        {"ratio": 1.01},
+        {"kind": "mc"},
+        {"k": 8},
+    ],
 )
 def test_config_rejects_bad_values(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):

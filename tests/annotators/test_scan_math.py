@@ -9,9 +9,11 @@ import random
 import pytest
 
 from prmforge.annotators import scan_math
+from prmforge.annotators.mc_math import first_error_from_values
 from prmforge.annotators.scan_math import (
     ScanLabels,
     confidence_filter,
+    error_step,
     needs_step_rollouts,
     next_rollout_step,
     scan_labels,
@@ -110,6 +112,63 @@ def test_next_rollout_step_refuses_impossible_histories() -> None:
         next_rollout_step((0.0, 0.5), 3)
     with pytest.raises(ValueError, match="value of step 1 must be in"):
         next_rollout_step((0.5, 1.5), 3)
+
+
+@pytest.mark.parametrize(
+    ("values", "sc", "ratio", "expected"),
+    [
+        ((1.0, 0.75, 0.25, 0.0), 0.75, 0.0, 3),  # SCAN's rule: the first zero
+        ((1.0, 0.75, 0.25, 0.0), 0.75, 0.5, 2),  # 0.25 < 0.5 x 0.75
+        ((1.0, 0.75, 0.375, 0.0), 0.75, 0.5, 3),  # exactly half is progress enough
+        ((0.25, 0.25), 1.0, 0.5, 0),  # step 0 against SC
+        ((0.5, 0.5, 0.5), 1.0, 0.5, -1),  # 0.5 = 0.5 x 1.0: not below
+        ((0.9, 0.8, 0.7), 0.9, 0.8, -1),
+        ((0.9, 0.8, 0.6), 0.9, 0.8, 2),  # GenPRM's epsilon: 0.6 / 0.8 = 0.75 < 0.8
+        ((0.5, None, 0.0), 1.0, 0.5, None),  # unknown first
+        ((0.5, 0.0, None), 1.0, 0.5, 1),  # the error comes before the unknown
+        ((), 1.0, 0.5, -1),
+        ((0.2, 0.0), 0.1, 1.0, 1),  # ratio 1: any fall; a rise is progress
+    ],
+)
+def test_error_step(values: tuple[float | None, ...], sc: float, ratio: float, expected: int | None) -> None:
+    assert error_step(values, sc, ratio) == expected
+
+
+def test_error_step_with_ratio_0_is_the_first_zero() -> None:
+    rng = random.Random(3)
+    for _ in range(300):
+        values = tuple(rng.choice((0.0, 0.125, 0.5, 1.0, None)) for _ in range(rng.randint(0, 6)))
+        assert error_step(values, rng.choice((0.25, 1.0)), 0.0) == first_error_from_values(values)
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.1, math.nan])
+def test_error_step_refuses_a_ratio_outside_0_1(ratio: float) -> None:
+    with pytest.raises(ValueError, match=r"ratio must be in \[0, 1\]"):
+        error_step((0.5,), 1.0, ratio)
+    with pytest.raises(ValueError, match=r"ratio must be in \[0, 1\]"):
+        next_rollout_step((0.5,), 3, 1.0, ratio)
+
+
+def test_next_rollout_step_with_the_ratio_rule() -> None:
+    assert [next_rollout_step(v, 4, 0.75, 0.5) for v in ((), (1.0,), (1.0, 0.5), (1.0, 0.25))] == [
+        0,
+        1,
+        2,
+        None,
+    ]
+    assert next_rollout_step((0.25,), 4, 0.75, 0.5) is None  # step 0 below half of SC
+    assert next_rollout_step((0.5,), 4, 0.75, 0.5) == 1
+    with pytest.raises(ValueError, match=r"step 1 has estimate 0.25 below 0.5 x 1, yet later steps"):
+        next_rollout_step((1.0, 0.25, 0.25), 4, 0.75, 0.5)
+
+
+def test_scan_labels_with_the_ratio_rule() -> None:
+    assert scan_labels(False, (1.0, 0.75, 0.25, 0.0), 0.75, ratio=0.5) == ScanLabels((1.0, 1.0, 1 / 3), 2)
+    assert scan_labels(False, (1.0, 0.75, 0.25, 0.0), 0.75) == ScanLabels((1.0, 1.0, 1 / 3, 0.0), 3)
+    assert scan_labels(False, (0.5, 0.5, 0.5), 1.0, ratio=0.5) == ScanLabels(
+        None, None, "no step has estimate 0 or below 0.5 x the one before it (SCAN drops it)"
+    )
+    assert scan_labels(True, (None, None), 0.8, ratio=0.5) == ScanLabels((1.0, 1.0), -1)
 
 
 # --- labels ---------------------------------------------------------------------------------------------

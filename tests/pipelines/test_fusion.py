@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from prmforge.pipelines.fusion import agreement, fuse, fuse_earliest, fuse_majority, fuse_single, mean_scores
+from prmforge.pipelines.fusion import (
+    FusionParams,
+    agreement,
+    fuse,
+    fuse_earliest,
+    fuse_majority,
+    fuse_single,
+    mean_scores,
+)
 from prmforge.schemas.records import Cost, StepLabels, Vote
 
 
@@ -38,6 +46,25 @@ def test_earliest_needs_a_claim_or_a_clean_decision() -> None:
     assert fuse_earliest([ABSTAIN]).reason == "no source labelled an error and none decided the whole rollout"
     # A claim counts even from a source whose first error is unknown (an unchecked step before it).
     assert fuse_earliest([labels("eq", (None, False, True), None), CLEAN]).first_error == 1
+
+
+def test_earliest_with_clears_takes_no_error_only_from_the_named_sources() -> None:
+    """An exact checker that passes every step (CLEAN, source z) does not clear the rollout when only
+    MC may: MC undecided leaves it undecided, with the reason; a claim still decides at once."""
+    mc_open = labels("mc", (True, None, None), None)
+    assert fuse_earliest([CLEAN, mc_open]).first_error == -1  # any source's -1
+    held = fuse_earliest([CLEAN, mc_open], clears={"mc"})
+    assert (held.first_error, held.reason) == (
+        None,
+        "no source labelled an error and none of mc decided the rollout has none",
+    )
+    mc_clean = labels("mc", (True, True, True), -1)
+    assert fuse_earliest([CLEAN, mc_clean], clears={"mc"}).first_error == -1
+    assert fuse_earliest([CLEAN, mc_clean], clears={"z"}).first_error == -1
+    assert fuse_earliest([EQ, mc_open], clears={"mc"}).first_error == 1  # eq's claim
+    assert fuse_earliest([CLEAN, MC], clears={"z"}).first_error == 2  # a claim beats a clear
+    fused = fuse("earliest", [CLEAN, mc_open], 3, "mc", params=FusionParams(clears=("mc",)))
+    assert (fused.first_error, fused.reason) == (held.first_error, held.reason)
 
 
 def test_majority_votes_per_step_among_the_sources_that_spoke() -> None:

@@ -53,6 +53,9 @@ def test_consensus_weighted_and_grounded_through_fuse() -> None:
         ),
         ({"rule": "weighted", "reliability": {"mc": 1.0}, "default_reliability": 0.6}, "must be in (0, 1)"),
         ({"rule": "grounded", "tool": "equations", "mc": "mc8"}, "fuse.mc: ['mc8'] are not annotators"),
+        ({"rule": "earliest", "clears": ["scan"]}, "fuse.clears: ['scan'] are not annotators"),
+        ({"rule": "earliest", "clears": []}, "clears: name at least one source"),
+        ({"rule": "majority", "clears": ["mc"]}, "clears: read by rule 'earliest' only, not 'majority'"),
         ({"rule": "weighted", "reliability_from": ["equations"]}, "no reliability for ['equations']"),
         (
             {"rule": "weighted", "reliability_from": ["z3"]},
@@ -91,6 +94,30 @@ def test_a_build_fuses_with_each_rule_and_the_card_names_it(
             assert (f.first_error is not None) == (
                 votes["mc"] is not None and votes["mc"] == votes["equations"]
             )
+
+
+def test_earliest_clears_in_a_build(tmp_path: Path) -> None:
+    """`clears: [scan]`: a rollout the equations pass whole while SCAN abstains (its question is below
+    the confidence filter) is left out, undecided; an equations claim still decides; the card says
+    whose 'no error' counts."""
+    annotate = [{"kind": "equations"}, {"kind": "scan", "n": 4, "ratio": 0.5}]
+    config = small_config(annotate=annotate, fuse={"rule": "earliest", "clears": ["scan"]})
+    LocalRunner().run(config, tmp_path / "b")
+    fused: list[FusedLabels] = committed(tmp_path / "b", "stages/fuse/", "fused")
+    assert len(fused) == 40
+    held = 0
+    for f in fused:
+        votes = {v.source: v.first_error for v in f.votes}
+        if votes["equations"] == -1 and votes["scan"] is None:
+            held += 1
+            assert f.first_error is None
+            assert f.reason == "no source labelled an error and none of scan decided the rollout has none"
+        elif f.first_error == -1:
+            assert votes["scan"] == -1
+    assert held > 0
+    card = (tmp_path / "b" / "README.md").read_text()
+    assert "a rollout none flags is kept as correct only when `scan` decided it so" in card
+    assert "or below 0.5 x the step before it" in card
 
 
 def test_stats_give_each_sources_confusion_and_the_kappa_of_every_pair(tmp_path: Path) -> None:
