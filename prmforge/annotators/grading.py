@@ -32,6 +32,9 @@ class SplitGrader(OutcomeGrader, Protocol):
     def grade_answer(self, answer: str, gold: str) -> bool | None: ...
 
 
+_UNKNOWN = object()
+
+
 class AnswerMemo:
     """Grades continuations: the completion's own answer (the prefix's only when the completion states
     none, e.g. an empty completion after a prefix that ends with the answer), each verdict computed once
@@ -58,9 +61,12 @@ class AnswerMemo:
         if answer is None:
             return None
         key = (answer, gold)
-        if key in self._verdicts:
+        # One lookup: the grading threads of two shards of one worker may share this memo, and the
+        # other may clear it between a membership test and a read (pipelines/overlap.py).
+        known = self._verdicts.get(key, _UNKNOWN)
+        if known is not _UNKNOWN:
             self.hits += 1
-            return self._verdicts[key]
+            return known  # type: ignore[return-value]
         self.misses += 1
         verdict = grader.grade_answer(answer, gold)
         if len(self._verdicts) >= 65_536:  # bounded: a long-lived worker never grows without end

@@ -230,6 +230,17 @@ class BuildConfig(Strict):
         return self
 
     @property
+    def shards_per_worker(self) -> int:
+        """Shards a local worker runs at once: as configured, else 2 with an engine that computes
+        outside this process (an HTTP server, vLLM's engine-core process), whose calls then overlap
+        the other shard's CPU work; 1 with one that computes in it (the simulated policy, transformers:
+        on CPU its Python-heavy decoding and the other shard's work share one interpreter, measured
+        0.74x in bench/bench_engine.py)."""
+        if self.runner.shards_per_worker is not None:
+            return self.runner.shards_per_worker
+        return 2 if self.policy.kind in ("openai", "vllm") else 1
+
+    @property
     def fused_source(self) -> str:
         """The source ``single`` fusion uses."""
         return self.fuse.source or self.annotate[0].source
@@ -238,7 +249,8 @@ class BuildConfig(Strict):
         """The config as JSON, less what does not decide content (``output``, ``runner.workers``...)."""
         data = self.model_dump(mode="json")
         data.pop("output", None)
-        for placement in ("kind", "workers", "beam", "ray"):  # where shards run, not what they hold
+        placements = ("kind", "workers", "shards_per_worker", "beam", "ray")
+        for placement in placements:  # where shards run, not what they hold
             data["runner"].pop(placement, None)
         data["runner"].pop("cache", None)  # a cached generation is the same generation
         data["limits"].pop("max_quarantine_share", None)  # a pass/fail threshold, checked at the end

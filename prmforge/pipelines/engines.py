@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from prmforge.pipelines.overlap import Baton
 from prmforge.policies.base import GenerationRequest, GenerationResult, Policy
 from prmforge.policies.cache import CachedPolicy, RequestCache
 from prmforge.policies.router import DomainRouter
@@ -62,26 +64,37 @@ def simulated_params(config: SimulatedPolicyConfig) -> SimulatedPolicyParams:
 
 
 class TimedPolicy:
-    """Wraps a policy to count calls and measure the wall time spent inside ``generate``."""
+    """Wraps a policy to count calls and measure the wall time spent inside ``generate``, one call at a
+    time through the worker's :class:`~prmforge.pipelines.overlap.Baton` (which a shard thread
+    lets go of for the call). ``seconds`` is every thread's; :meth:`thread_seconds` the caller's."""
 
-    def __init__(self, inner: Policy) -> None:
+    def __init__(self, inner: Policy, baton: Baton | None = None) -> None:
         self.inner = inner
         self.seconds = 0.0
         self.calls = 0
         self.requests = 0
+        self._baton = baton if baton is not None else Baton()
+        self._local = threading.local()
 
     @property
     def fingerprint(self) -> str:
         return self.inner.fingerprint
 
+    def thread_seconds(self) -> float:
+        """Seconds the calling thread spent inside ``generate``."""
+        return float(getattr(self._local, "seconds", 0.0))
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        start = time.perf_counter()
-        self.calls += 1
-        self.requests += len(requests)
-        try:
-            return self.inner.generate(requests)
-        finally:
-            self.seconds += time.perf_counter() - start
+        with self._baton.engine():
+            start = time.perf_counter()
+            self.calls += 1
+            self.requests += len(requests)
+            try:
+                return self.inner.generate(requests)
+            finally:
+                spent = time.perf_counter() - start
+                self.seconds += spent
+                self._local.seconds = self.thread_seconds() + spent
 
 
 def build_policy(config: Any, domains: frozenset[str], cache: RequestCache | None) -> Policy:
@@ -121,11 +134,13 @@ class WorkerEnv:
         self._programs: Any = None
         self._pool: Any = None
         self._engines: dict[str, TimedPolicy] = {}
+        self.baton = Baton()  # shared by the shard threads (pipelines/overlap.py) and every engine call
 
     @property
     def policy(self) -> TimedPolicy:
         if self._policy is None:
-            self._policy = TimedPolicy(build_policy(self.config, self.domains, self._request_cache()))
+            policy = build_policy(self.config, self.domains, self._request_cache())
+            self._policy = TimedPolicy(policy, self.baton)
         return self._policy
 
     def _request_cache(self) -> RequestCache | None:
@@ -135,9 +150,10 @@ class WorkerEnv:
         return self._cache
 
     def generate_seconds(self) -> float:
-        """Seconds spent inside every engine of this worker (the policy's and the judges')."""
-        own = self._policy.seconds if self._policy is not None else 0.0
-        return own + sum(engine.seconds for engine in self._engines.values())
+        """Seconds the calling thread spent inside every engine of this worker (the policy's and the
+        judges'): a shard thread's own, when several shards run at once."""
+        own = self._policy.thread_seconds() if self._policy is not None else 0.0
+        return own + sum(engine.thread_seconds() for engine in self._engines.values())
 
     def engine(self, config: Any) -> Policy:
         """The model engine ``config`` names (a judge's), built once per worker behind the request cache;
@@ -150,7 +166,7 @@ class WorkerEnv:
 
             engine = build_engine(config, workers=self.config.runner.workers)
             cache = self._request_cache()
-            self._engines[key] = TimedPolicy(CachedPolicy(engine, cache) if cache else engine)
+            self._engines[key] = TimedPolicy(CachedPolicy(engine, cache) if cache else engine, self.baton)
         return self._engines[key]
 
     def programs(self) -> Any:

@@ -12,6 +12,7 @@ inputs and commits their outputs.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -80,7 +81,9 @@ class Stage(ABC):
         self.name = name
         self.inputs = inputs
         self.config = dict(config)  # what of the build config decides this stage's output (hashed)
-        self._artifacts: dict[str, list[Any]] = {}
+        # The side records of the run in progress, by thread: a worker may run several shards of one
+        # stage at once (pipelines/overlap.py), each on its own thread.
+        self._artifacts: dict[int, dict[str, list[Any]]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def setup(self, env: Any) -> None:  # noqa: B027 - optional hook
@@ -110,13 +113,14 @@ class Stage(ABC):
     def add_artifact(self, kind: str, records: Sequence[Any]) -> None:
         """Side records of this run (a search annotator's trees), committed beside the stage's own file
         under ``<kind>s/<stage>/``; only rows of a batch that succeeded may add them."""
-        self._artifacts.setdefault(kind, []).extend(records)
+        self._artifacts[threading.get_ident()].setdefault(kind, []).extend(records)
 
     def run(self, inputs: Mapping[str, Sequence[Any]]) -> StageOutput[Any]:
         started = time.perf_counter()
         rows = inputs[self.inputs[0]]
         out: StageOutput[Any] = StageOutput(rows_in=len(rows))
-        self._artifacts = {}
+        thread = threading.get_ident()
+        self._artifacts[thread] = {}
         size = self.resources.batch_size or max(len(rows), 1)
         for start in range(0, len(rows), size):
             batch = rows[start : start + size]
@@ -131,7 +135,7 @@ class Stage(ABC):
                 else:
                     out.records.extend(result)
         out.seconds = time.perf_counter() - started
-        out.artifacts = self._artifacts
+        out.artifacts = self._artifacts.pop(thread)
         return out
 
     def _isolated(self, batch: Sequence[Any], inputs: Mapping[str, Sequence[Any]]) -> list[RowResult]:

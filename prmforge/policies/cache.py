@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,7 +131,8 @@ class RequestCache:
 
     The connection is opened on first use and re-opened in a process that did
     not open it (after ``fork``), so one object may be built before workers
-    start. One connection per process: do not share an instance across threads.
+    start. One connection per process, which the process's threads share: each call holds the
+    instance's lock.
     Writes take the write lock up front (``BEGIN IMMEDIATE``) and wait up to
     ``timeout_s`` for it.
     """
@@ -142,6 +144,7 @@ class RequestCache:
         self._timeout_s = timeout_s
         self._conn: sqlite3.Connection | None = None
         self._pid: int | None = None
+        self._lock = threading.RLock()
 
     @property
     def path(self) -> Path:
@@ -154,6 +157,10 @@ class RequestCache:
         entry that does not decode are in ``corrupt`` (and not in ``found``), so
         the caller can regenerate and overwrite them.
         """
+        with self._lock:
+            return self._get_many(keys)
+
+    def _get_many(self, keys: Sequence[str]) -> tuple[dict[str, GenerationResult], set[str]]:
         conn = self._connection()
         unique = list(dict.fromkeys(keys))
         found: dict[str, GenerationResult] = {}
@@ -180,7 +187,7 @@ class RequestCache:
         self._put(fingerprint, [(key, value)])
 
     def _put(self, fingerprint: str, entries: Sequence[tuple[str, bytes]]) -> None:
-        with self._write() as conn:
+        with self._lock, self._write() as conn:
             conn.execute("INSERT OR IGNORE INTO policies (fingerprint) VALUES (?)", (fingerprint,))
             (policy,) = conn.execute(
                 "SELECT id FROM policies WHERE fingerprint = ?", (fingerprint,)
@@ -192,17 +199,19 @@ class RequestCache:
             )
 
     def __len__(self) -> int:
-        row = self._connection().execute("SELECT COUNT(*) FROM generations").fetchone()
+        with self._lock:
+            row = self._connection().execute("SELECT COUNT(*) FROM generations").fetchone()
         return int(row[0])
 
     def close(self) -> None:
         """Close this process's connection (a later call reopens it)."""
-        if self._conn is not None and self._pid == os.getpid():
-            self._conn.close()
-        elif self._conn is not None:
-            _INHERITED.append(self._conn)
-        self._conn = None
-        self._pid = None
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            elif self._conn is not None:
+                _INHERITED.append(self._conn)
+            self._conn = None
+            self._pid = None
 
     def __enter__(self) -> RequestCache:
         return self
@@ -218,6 +227,7 @@ class RequestCache:
         self._timeout_s = float(state["timeout_s"])
         self._conn = None
         self._pid = None
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"RequestCache({str(self._path)!r})"

@@ -77,8 +77,9 @@ def open_cache_file(path: Path, *, timeout_s: float) -> sqlite3.Connection:
 
 
 def _connect(path: Path, timeout_s: float) -> sqlite3.Connection:
-    # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE in Transaction).
-    conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+    # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE in Transaction). Any thread may use
+    # it: RequestCache serialises its own calls (a worker's shard threads share its connection).
+    conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")  # reads nothing from the file yet
     return conn
 

@@ -317,6 +317,14 @@ class RunnerConfig(Strict):
     beam: BeamRunnerConfig = Field(default_factory=BeamRunnerConfig, description="options of `kind: beam`")
     ray: RayRunnerConfig = Field(default_factory=RayRunnerConfig, description="options of `kind: ray`")
     workers: int = Field(2, ge=0, description="worker processes; 0 runs in the calling process")
+    shards_per_worker: int | None = Field(
+        None,
+        ge=1,
+        le=8,
+        description="`local` runner: shards a worker runs at once on threads, so one shard's grading, "
+        "labelling and commits overlap another's engine calls (the engine serves one call at a time); "
+        "default: 2 with an engine that computes outside this process (`openai`, `vllm`), 1 otherwise",
+    )
     shard_size: int = Field(16, ge=1, description="input rows per shard")
     cache: bool = Field(True, description="cache every generation request in OUTPUT/cache.sqlite")
 

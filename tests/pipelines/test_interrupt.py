@@ -326,6 +326,31 @@ def test_a_signal_mid_build_stops_it_and_a_rerun_resumes(
 
 
 @pytest.mark.slow
+def test_ctrl_c_with_two_shards_at_once_in_process_stops_both_threads_and_resumes(
+    tmp_path: Path, start: Callable[..., Build], clean_hash: Callable[[int], str]
+) -> None:
+    """`shards_per_worker: 2` in the driver's own process: Ctrl-C stops both shard threads at their next
+    step before the worker is torn down; nothing is torn and the rerun gives the clean build
+    (placement is not content: the same hash)."""
+    data = config_data(21)
+    data["runner"] = {**data["runner"], "shards_per_worker": 2}
+    config, out = tmp_path / "two.yaml", tmp_path / "out"
+    config.write_text(yaml.safe_dump(data))
+    build = start(config, out, "--workers", "0")
+    build.wait_until(lambda: count(out, "markers/assemble/shard-*.json") > 0, "the first assemble marker")
+    os.killpg(build.pid, signal.SIGINT)
+    assert build.wait() == 130
+    found = INTERRUPTED.findall(build.stderr)
+    assert len(found) == 1, build.stderr[-3000:]
+    done, total = map(int, found[0])
+    assert (total, done <= count(out, "markers/assemble/shard-*.json")) == (SHARDS, True)
+    assert done < SHARDS
+    assert "Traceback" not in build.stderr
+    assert_nothing_torn(out)
+    assert_resumes_to(out, 21, clean_hash(21))
+
+
+@pytest.mark.slow
 def test_ctrl_c_while_the_workers_start_is_an_interruption_not_a_broken_pool(
     tmp_path: Path, start: Callable[..., Build], clean_hash: Callable[[int], str]
 ) -> None:

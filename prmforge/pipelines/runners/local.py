@@ -14,6 +14,10 @@ runs once more with every row quarantined at load (the reason in ``poisoned/``),
 cannot stop a build forever. A dead worker takes the pool down with it, and with several shards in
 flight nobody can tell whose fault it was: the shards that had begun then run again *alone*, one
 per pool, where a death is that shard's attempt; the others go back to the pool, uncharged.
+
+With ``runner.shards_per_worker`` above 1 (the default with an out-of-process engine) a worker runs that many
+shards at once on threads (:mod:`prmforge.pipelines.overlap`): the pool's tasks are groups of that
+many shards, and in this process the shards are taken by that many threads.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ _worker: Worker | None = None
 _events: Any = None
 _begun: Any = None
 _fault: Fault | None = None
-_current = (-1, 0)  # the shard this worker runs and its attempt number
+_current: dict[int, int] = {}  # the shards this worker runs and their attempt numbers
 
 
 def _init_worker(
@@ -64,26 +68,36 @@ def _init_worker(
 
 def _emit(event: StageEvent) -> None:
     _events.put(event)
-    shard, attempt = _current
+    shard = event.shard
     if (
         _fault is not None
         and _worker is not None
-        and event.shard == shard
+        and shard in _current
         and event.stage == _worker.graph.stages[0].name
-        and _fault.fires(shard, attempt)
+        and _fault.fires(shard, _current[shard])
         and _worker.executor.build.poisoned(shard) is None
     ):
         _fault.crash()
 
 
-def _worker_run(task: ShardTask, attempt: int) -> int:
-    global _current  # noqa: PLW0603
+def _worker_run(tasks: list[ShardTask], attempts: list[int]) -> dict[int, str]:
+    """Run a group of shards (at once, on threads, when there are several): why each that failed
+    failed. The build's own error is raised, once the group's other shards are done."""
     if _worker is None:
         raise RuntimeError("worker not initialised")
-    _begun.put(task.shard)  # a SimpleQueue writes before returning: it is known even if this process dies
-    _current = (task.shard, attempt)
-    _worker.run(task)
-    return task.shard
+    _current.clear()
+    for task, attempt in zip(tasks, attempts, strict=True):
+        _begun.put(task.shard)  # a SimpleQueue writes before returning: known even if this process dies
+        _current[task.shard] = attempt
+    failures = _worker.run_all(tasks, stop_on_error=False)
+    for _, err in failures:
+        if isinstance(err, PrmforgeError):
+            raise err
+    return {task.shard: _cause(err) for task, err in failures}
+
+
+def _cause(err: BaseException) -> str:
+    return describe(type(err), f"{type(err).__name__}: {err}")
 
 
 @dataclass(slots=True)
@@ -138,14 +152,15 @@ class LocalRunner:
                 plan.build.close()
 
     def _run_here(self, plan: BuildPlan, tasks: list[ShardTask], run_id: str) -> None:
-        """In this process; a signal raises KeyboardInterrupt inside the current stage (nothing commits)."""
+        """In this process; a signal raises KeyboardInterrupt inside the current stage (nothing commits),
+        or, with several shards at once, stops each shard thread at its next step."""
         worker = Worker(plan.config, plan.graph, plan.build, plan.readers, run_id, self.on_event)
-        done = 0
         try:
-            for task in tasks:
-                worker.run(task)
-                done += 1
+            failures = worker.run_all(tasks, stop_on_error=True)
+            if failures:
+                raise failures[0][1]
         except KeyboardInterrupt:
+            done = sum(1 for t in tasks if shard_is_current(plan.graph, plan.build, t.shard) is not None)
             raise BuildInterrupted(plan.committed_before + done, len(plan.shards)) from None
         finally:
             worker.close()
@@ -160,7 +175,8 @@ class LocalRunner:
             alone: list[ShardTask] = []
             while together or alone:
                 batch = together if together else [alone.pop(0)]
-                size = min(workers, len(batch)) if together else 1
+                groups = -(-len(batch) // plan.config.shards_per_worker)
+                size = min(workers, groups) if together else 1
                 together = [] if batch is together else together
                 outcome = self._round(ctx, plan, batch, size, run_id, flag, done)
                 done += outcome.done
@@ -232,9 +248,14 @@ class LocalRunner:
             initargs=(events, begun, os.getpid(), plan.to_json(), str(plan.build.root), run_id),
         )
         try:
+            per = plan.config.shards_per_worker
+            groups = [tasks[i : i + per] for i in range(0, len(tasks), per)]
             with children_ignore_sigint():  # the workers are started by the first submits
                 futures = {
-                    pool.submit(_worker_run, t, len(self.causes.get(t.shard, ())) + 1): t.shard for t in tasks
+                    pool.submit(_worker_run, g, [len(self.causes.get(t.shard, ())) + 1 for t in g]): tuple(
+                        t.shard for t in g
+                    )
+                    for g in groups
                 }
             outcome = _await(futures, flag, plan, done_before)
         except BaseException:
@@ -260,30 +281,34 @@ class LocalRunner:
         return outcome
 
 
-def _await(futures: dict[Future[int], int], flag: StopFlag, plan: BuildPlan, done_before: int) -> _Round:
-    """Wait for every shard; stop at the first signal. A build's own error stops the build; any other
-    exception is a failed attempt of its shard; a broken pool makes every unfinished shard a suspect."""
+def _await(
+    futures: dict[Future[dict[int, str]], tuple[int, ...]], flag: StopFlag, plan: BuildPlan, done_before: int
+) -> _Round:
+    """Wait for every group of shards; stop at the first signal. A build's own error stops the build;
+    any other exception is a failed attempt of its shard; a broken pool makes every unfinished shard a
+    suspect."""
     outcome = _Round()
     waiting = set(futures)
     while waiting:
         finished, waiting = wait(waiting, timeout=0.2, return_when=FIRST_COMPLETED)
         for future in finished:
-            shard = futures[future]
+            shards = futures[future]
             try:
-                future.result()
+                failed = future.result()
             except BrokenProcessPool:
                 if flag:  # the signal reached the workers too (SIGTERM to the process group)
                     raise BuildInterrupted(
                         plan.committed_before + done_before + outcome.done, len(plan.shards)
                     ) from None
-                outcome.suspects.add(shard)
+                outcome.suspects.update(shards)
                 continue
             except PrmforgeError:
                 raise
-            except Exception as err:  # the shard's own failure: one attempt
-                outcome.failed[shard] = describe(type(err), f"{type(err).__name__}: {err}")
+            except Exception as err:  # the group's own failure (its result did not come back): one attempt
+                outcome.failed.update({shard: _cause(err) for shard in shards})
                 continue
-            outcome.done += 1
+            outcome.failed.update(failed)  # each shard's own failure: one attempt
+            outcome.done += len(shards) - len(failed)
         if flag:
             raise BuildInterrupted(plan.committed_before + done_before + outcome.done, len(plan.shards))
     return outcome

@@ -6,6 +6,7 @@ A runner only schedules :class:`ShardTask` s on :class:`Worker` s and calls
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from prmforge.pipelines.config import BuildConfig, growth_of, input_domains
 from prmforge.pipelines.engines import WorkerEnv, check_policy
 from prmforge.pipelines.graph import Graph, compose
+from prmforge.pipelines.overlap import run_threads
 from prmforge.pipelines.runners.builddir import BuildDir
 from prmforge.pipelines.runners.manifest import Manifest
 from prmforge.pipelines.runners.shard import (
@@ -38,6 +40,10 @@ from prmforge.pipelines.stages.load import SourceRow
 class ShardTask:
     shard: int
     spec: ShardSpec
+
+
+Failures = list[tuple[ShardTask, BaseException]]
+"""The shards of a run that raised, with what they raised."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +79,14 @@ class Worker:
         self.readers = {r.position: r for r in readers}
         cache = build.cache_file if config.runner.cache else None
         self.env = WorkerEnv(config, domains_of(config), cache)
-        self.executor = ShardExecutor(graph, build, self.env, run_id, emit)
+        self.shards_at_once = config.shards_per_worker
+        baton = self.env.baton
+
+        def emit_then_check(event: StageEvent) -> None:
+            emit(event)
+            baton.check()  # a cancelled shard thread stops at a stage boundary
+
+        self.executor = ShardExecutor(graph, build, self.env, run_id, emit_then_check)
         setup_stages(graph.stages, self.env)
 
     @classmethod
@@ -91,6 +104,24 @@ class Worker:
             return read if poison is None else [replace(r, poison=poison) for r in read]
 
         self.executor.run(task.shard, rows)
+
+    def run_all(
+        self, tasks: Sequence[ShardTask], *, stop_on_error: bool
+    ) -> list[tuple[ShardTask, BaseException]]:
+        """Run ``tasks``, :attr:`shards_at_once` at a time on threads (pipelines/overlap.py): the shards
+        that raised, with what they raised. One at a time runs them here, in the calling thread."""
+        if self.shards_at_once == 1 or len(tasks) == 1:
+            failures: Failures = []
+            for task in tasks:
+                try:
+                    self.run(task)
+                except Exception as err:
+                    if stop_on_error:
+                        raise
+                    failures.append((task, err))
+            return failures
+        threads = min(self.shards_at_once, len(tasks))
+        return run_threads(tasks, threads, self.run, self.env.baton, stop_on_error=stop_on_error)
 
     def close(self) -> None:
         teardown_stages(self.graph.stages)
