@@ -4,7 +4,8 @@ against the local runner on the quickstart build, in one run.
 1. Scaling: a build of ``arith`` problems with long solutions whose only label source is the equation
    checker (every stated equality checked exactly; CPU-bound Python, no Monte Carlo), on Ray with 1
    worker against 2 (goal: >= 1.7x on 2 cores), the local runner's process pool beside it for
-   reference. Wall time of ``run()`` with Ray already up (the actors' start-up is included).
+   reference. Wall time of ``run()`` with Ray already up (the actors' start-up is included); 1 and 2
+   workers take turns ``--pairs`` times and each row is the median (the walls seen are in its note).
 2. Overhead: the quickstart build (``configs/quickstart.yaml``, 2 workers) on the local runner, on Ray
    with the local Ray started and stopped by the runner (what ``prmforge build --runner ray`` costs),
    on Ray already up, and on Beam (``BeamRunner``; its row is skipped with the reason when it does not
@@ -14,7 +15,8 @@ Every build of one config must give one content hash; the bench checks it. The r
 so every completion is really generated. Results: a table on stdout and ``.bench/runners.json``. Not a
 test; the numbers go to the README.
 
-    .venv/bin/python bench/bench_runners.py [--problems 480] [--repeat 1] [--part all|overhead|scaling]
+    .venv/bin/python bench/bench_runners.py [--problems 480] [--repeat 1] [--pairs 3]
+        [--part all|overhead|scaling]
 
 Each row records the 1-minute load average when it started: on a shared machine the other users'
 work takes cores from the "2 workers" rows, and the ratios say so only with it.
@@ -26,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -107,10 +110,35 @@ def timed(run: Run, config: BuildConfig, workers: int, repeat: int) -> tuple[flo
     return best[0], hashes.pop(), round(best[1], 2)
 
 
+def scaling(run: Run, config: BuildConfig, pairs: int) -> dict[int, tuple[float, str, float, str]]:
+    """1 worker, then 2, ``pairs`` times in turn: per worker count the median wall time, the content
+    hash, the median busy/wall and the walls seen. Taking turns gives both counts the same share of
+    whatever else the machine runs; the median of a few pairs moves much less than one pair (on this
+    shared machine one pair's ratio ranged over 1.44-1.78x)."""
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    busy: dict[int, list[float]] = {1: [], 2: []}
+    hashes = set()
+    for _ in range(pairs):
+        for workers in (1, 2):
+            wall, digest, per_wall = timed(run, config, workers, 1)
+            walls[workers].append(wall)
+            busy[workers].append(per_wall)
+            hashes.add(digest)
+    if len(hashes) != 1:
+        raise SystemExit(f"one config gave {len(hashes)} content hashes: {sorted(hashes)}")
+    digest = hashes.pop()
+    return {
+        w: (statistics.median(walls[w]), digest, statistics.median(busy[w]),
+            "walls " + ", ".join(f"{x:.1f}" for x in walls[w]))
+        for w in (1, 2)
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--problems", type=int, default=480)
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=1, help="overhead rows: the best of this many builds")
+    parser.add_argument("--pairs", type=int, default=3, help="scaling: 1 then 2 workers, this many times")
     parser.add_argument("--part", choices=("all", "overhead", "scaling"), default="all")
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -167,8 +195,10 @@ def run_all(args: argparse.Namespace) -> None:
         if args.part in ("all", "scaling"):
             verifier = verifier_config(args.problems)
             for name, run in (("local", local), ("ray", ray_runner)):
-                for workers in (1, 2):
-                    row("scaling", name, workers, *measure(run, verifier, workers))
+                load = round(os.getloadavg()[0], 2)  # when this runner's turns began
+                for workers, (wall, digest, busy, note) in scaling(run, verifier, args.pairs).items():
+                    loads.append(load)
+                    row("scaling", name, workers, wall, digest, busy, note)
     report(rows, args.problems)
 
 

@@ -51,14 +51,15 @@ import ray.data
 from prmforge.pipelines.runners.interrupt import BuildInterrupted, StopFlag, stop_on_signals
 from prmforge.pipelines.runners.plan import BuildPlan, BuildResult, ShardTask, prepare
 from prmforge.pipelines.runners.publish import finish
+from prmforge.pipelines.runners.ray_hub import Hub
 from prmforge.pipelines.runners.ray_session import first_line as _first_line
 from prmforge.pipelines.runners.ray_session import ray_session
-from prmforge.pipelines.runners.ray_worker import FATAL, FAULT_ENV, POISON, Hub, ShardActor
+from prmforge.pipelines.runners.ray_worker import FATAL, FAULT_ENV, POISON, ShardActor
 from prmforge.pipelines.runners.shard import StageEvent, shard_is_current
 from prmforge.schemas import errors
 from prmforge.schemas.errors import BuildStateError, ConfigError, PrmforgeError
 
-DRAIN_S = 0.1  # how often the driver collects the workers' stage events
+DRAIN_S = 0.25  # how often the driver collects the workers' stage events
 
 
 class RayRunner:
@@ -190,8 +191,8 @@ class RayRunner:
     def _replay(self, hub: Any) -> None:
         events, running = ray.get(hub.drain.remote(), timeout=60)
         self.running = running
-        for event in events:
-            self.on_event(event)
+        for blob in events:
+            self.on_event(pickle.loads(blob))  # pickled by this build's own shard actors
 
 
 def worker_resources(plan: BuildPlan) -> tuple[float, float]:

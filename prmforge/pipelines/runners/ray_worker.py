@@ -1,9 +1,10 @@
-"""What the Ray runner runs inside Ray: the shard actor (the UDF of Ray Data's ``map_batches``) and the hub.
+"""What the Ray runner runs inside Ray: the shard actor (the UDF of Ray Data's ``map_batches``).
 
 A :class:`ShardActor` builds one :class:`~prmforge.pipelines.runners.plan.Worker` (engines and stages set
 up once) and runs whole shards through the same :class:`ShardExecutor` and commit protocol as the local
-runner. The :class:`Hub` is one small actor per build run, in the driver's job: stage events wait there
-for the driver to replay them (``on_event``), and it counts every shard's attempts. An attempt is
+runner. The :class:`~prmforge.pipelines.runners.ray_hub.Hub` is one small actor per build run, in the
+driver's job: stage events wait there for the driver to replay them (``on_event``), and it counts
+every shard's attempts. An attempt is
 begun at the hub before the shard runs, so an attempt whose worker process died (SIGKILL, the OOM
 killer, a segfault) is known for what it was when Ray retries the shard on the restarted actor; an
 exception ends an attempt with its message. Past ``runner.ray.max_attempts`` the actor runs the
@@ -26,7 +27,6 @@ import os
 import pickle
 import signal
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,58 +40,8 @@ from prmforge.schemas.errors import BuildStateError, ConfigError, PrmforgeError,
 FAULT_ENV = "PRMFORGE_FAULT_CRASH_SHARD"
 FAULT_MODES = ("kill", "raise", "hang-once")
 HANG_S = 600.0
-DIED = "its worker process died mid-shard: killed by a signal, out of memory or a crash"
 
 DONE, POISON, FATAL = "done", "poison", "fatal"
-
-
-class Hub:
-    """Stage events on their way to the driver, and every shard's attempts (one per build run)."""
-
-    def __init__(self, max_attempts: int) -> None:
-        self.max_attempts = max_attempts
-        self.events: list[StageEvent] = []
-        self.running: dict[int, int] = {}  # shard -> pid of the worker process running it
-        self.causes: dict[int, list[str]] = {}  # shard -> why each failed attempt failed
-
-    def emit(self, event: StageEvent) -> None:
-        self.events.append(event)
-
-    def begin(self, shard: int, pid: int) -> tuple[int, str | None]:
-        """The attempt about to start, and the poison reason instead when no attempt is left."""
-        causes = self.causes.setdefault(shard, [])
-        if self.running.pop(shard, None) is not None:  # begun, neither ended nor failed: its process died
-            causes.append(DIED)
-        if len(causes) >= self.max_attempts:
-            return len(causes) + 1, poison_reason(shard, causes)
-        self.running[shard] = pid
-        return len(causes) + 1, None
-
-    def fail(self, shard: int, cause: str) -> None:
-        self.running.pop(shard, None)
-        self.causes.setdefault(shard, []).append(cause)
-
-    def end(self, shard: int) -> None:
-        self.running.pop(shard, None)
-
-    def forget(self, shards: list[int]) -> None:
-        """A fresh count of attempts (for the run of shards just quarantined)."""
-        for shard in shards:
-            self.causes.pop(shard, None)
-            self.running.pop(shard, None)
-
-    def drain(self) -> tuple[list[StageEvent], dict[int, int]]:
-        events, self.events = self.events, []
-        return events, dict(self.running)
-
-
-def poison_reason(shard: int, causes: list[str]) -> str:
-    """``shard 3 killed its worker on 3 of 3 attempts (its worker process died mid-shard: ...)``."""
-    n = len(causes)
-    verb = "killed" if all(c == DIED for c in causes) else "failed"
-    counted = Counter(causes)
-    why = "; ".join(c if k == n else f"{c} (x{k})" for c, k in counted.items())
-    return f"shard {shard} {verb} its worker on {n} of {n} attempts ({why})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +84,7 @@ class ShardActor:
         self.worker: Worker | None = Worker.from_json(config_json, Path(root), run_id, self._emit)
 
     def _emit(self, event: StageEvent) -> None:
-        self.hub.emit.remote(event)  # in order with this actor's later calls (end, fail)
+        self.hub.emit.remote(pickle.dumps(event))  # in order with this actor's later calls (end, fail)
         shard, attempt = self.current
         if self.fault is not None and self.armed and not event.resumed and event.shard == shard:
             self.armed = False
