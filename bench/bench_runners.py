@@ -140,6 +140,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="overhead rows: the best of this many builds")
     parser.add_argument("--pairs", type=int, default=3, help="scaling: 1 then 2 workers, this many times")
     parser.add_argument("--part", choices=("all", "overhead", "scaling"), default="all")
+    parser.add_argument("--scaling-runners", default="local,ray", help="scaling: these runners, in turn")
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray_tmp = tempfile.mkdtemp(prefix="pfbench-", dir="/tmp")  # short: Ray's socket paths
@@ -194,7 +195,8 @@ def run_all(args: argparse.Namespace) -> None:
                     row("overhead", "beam", 2, None, "", None, f"failed ({type(err).__name__}: {err})")
         if args.part in ("all", "scaling"):
             verifier = verifier_config(args.problems)
-            for name, run in (("local", local), ("ray", ray_runner)):
+            chosen = args.scaling_runners.split(",")
+            for name, run in [(n, r) for n, r in (("local", local), ("ray", ray_runner)) if n in chosen]:
                 load = round(os.getloadavg()[0], 2)  # when this runner's turns began
                 for workers, (wall, digest, busy, note) in scaling(run, verifier, args.pairs).items():
                     loads.append(load)
@@ -237,7 +239,7 @@ def report(rows: list[dict[str, Any]], problems: int) -> None:
         print(f"{head} {wall:>8} {ratio:>6} {busy:>9} {r['load']:>5}  {r['note']}")
     print("ratio: overhead = wall / local's wall (lower is better); scaling = 1 worker's wall / this wall")
     print("busy/wall: stage seconds summed over workers / wall; load: 1-minute load average at the start")
-    if "scaling" in parts:
+    if any((r["part"], r["runner"]) == ("scaling", "ray") for r in rows):
         speedup = wall_of("scaling", "ray", 1) / wall_of("scaling", "ray", 2)
         print(f"Ray speed-up, 2 workers over 1: {speedup:.2f}x (goal >= 1.7x on 2 free cores)")
     out = Path(".bench")

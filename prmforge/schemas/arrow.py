@@ -192,7 +192,7 @@ def problems_to_table(records: Sequence[Problem]) -> pa.Table:
 
 
 def rollouts_to_table(records: Sequence[Rollout]) -> pa.Table:
-    return _build([dataclasses.asdict(r) for r in records], ROLLOUT_SCHEMA)
+    return _build([_as_row(r) for r in records], ROLLOUT_SCHEMA)
 
 
 def step_labels_to_table(records: Sequence[StepLabels]) -> pa.Table:
@@ -200,11 +200,25 @@ def step_labels_to_table(records: Sequence[StepLabels]) -> pa.Table:
 
 
 def prm_examples_to_table(records: Sequence[PRMExample]) -> pa.Table:
-    return _build([dataclasses.asdict(e) for e in records], PRM_EXAMPLE_SCHEMA)
+    return _build([_as_row(e) for e in records], PRM_EXAMPLE_SCHEMA)
 
 
 def quarantine_to_table(records: Sequence[QuarantineEntry]) -> pa.Table:
-    return _build([dataclasses.asdict(q) for q in records], QUARANTINE_SCHEMA)
+    return _build([_as_row(q) for q in records], QUARANTINE_SCHEMA)
+
+
+def _as_row(record: Any) -> dict[str, Any]:
+    """A record's fields as a row, nested records as dicts: ``dataclasses.asdict`` without its deep copy
+    of every string and number (which made writing a build's final files take seconds)."""
+    return {f.name: _as_value(getattr(record, f.name)) for f in dataclasses.fields(record)}
+
+
+def _as_value(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _as_row(value)
+    if isinstance(value, (tuple, list)) and value and dataclasses.is_dataclass(value[0]):
+        return [_as_value(v) for v in value]
+    return value
 
 
 def _with_meta_json(record: Problem | StepLabels) -> dict[str, Any]:

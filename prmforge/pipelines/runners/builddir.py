@@ -479,5 +479,8 @@ class BuildDir:
             raise BuildStateError(f"{path}: poison record without a reason")
         return reason
 
-    def read_table(self, entry: FileEntry) -> pa.Table:
-        return pq.read_table(self.root / entry.path)
+    def read_table(self, entry: FileEntry, columns: list[str] | None = None) -> pa.Table:
+        """One committed file (``columns``: only these). ``ParquetFile`` reads a single file without
+        ``read_table``'s dataset machinery (its import and per-call planning cost a build's tail)."""
+        with pq.ParquetFile(self.root / entry.path) as f:
+            return f.read(columns=columns)

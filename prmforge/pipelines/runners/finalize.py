@@ -40,8 +40,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from prmforge.pipelines import tables
 from prmforge.pipelines.balance import BalanceReport, Candidate, SplitBalance, order_key, select, units
 from prmforge.pipelines.graph import Graph
@@ -256,7 +254,7 @@ class Finalizer:
         """Per shard, the problems whose last rows it holds (from the ``problem_id`` column alone)."""
         last: dict[str, int] = {}
         for shard, entry in self._assemble_files():
-            column = pq.read_table(self.build.root / entry.path, columns=["problem_id"]).column(0)
+            column = self.build.read_table(entry, columns=["problem_id"]).column(0)
             for pid in column.to_pylist():
                 last[pid] = shard
         ending: dict[int, list[str]] = defaultdict(list)

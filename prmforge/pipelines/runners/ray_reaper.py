@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 SESSION_VAR = "PRMFORGE_RAY_SESSION"
-WATCH_S = 0.5  # how often the family is remembered while the driver lives
+WATCH_S = 2.0  # how often the family is remembered while the driver lives (a /proc scan; 0.5 s cost 1%)
 PAUSE_S = 0.1  # between rounds of killing
 QUIET_ROUNDS = 10  # rounds in a row that found nothing: done
 MAX_S = 60.0  # the agents Ray leaves behind give up by themselves after about a minute
