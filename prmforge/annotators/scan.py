@@ -19,7 +19,15 @@ The label rules are :mod:`prmforge.annotators.scan_math`; this module runs them 
    scores (``min(1, c_t / SC)`` within ``distance`` steps before ``t*``, ``1[c_t > 0]`` elsewhere) and
    ``t*``; ``hard`` is :func:`~prmforge.schemas.records.prefix_labels` of ``t*``; ``values`` after
    ``t*`` are None (SCAN trains no score there). A one-step incorrect rollout is ``(0.0,)`` free.
-5. **Abstentions** (labels None, ``first_error`` None, ``meta["abstained"]``): a filtered question,
+5. **Suspected correct rollouts** (``suspect``, off by default; beyond SCAN): a correct outcome can hide
+   an error the policy silently corrected later. ``suspect(problem, rollout)`` names the step where
+   such a rollout shows it (the cascade's cheap check: :func:`~prmforge.verifiers.grounding.first_ungrounded`,
+   a step computing with a number nothing before it derived), and the rollout is rolled out as an
+   incorrect one is, steps 0..that step (never its last: the outcome's 1.0), with the same early stop.
+   A fall in value there is its error (``meta["hidden_error"]``), with soft labels as above; none
+   keeps it correct. ``meta["suspect"]`` holds the step. With ``suspected="abstain"`` it abstains
+   instead, at no cost (its error could not be located reliably with few completions).
+6. **Abstentions** (labels None, ``first_error`` None, ``meta["abstained"]``): a filtered question,
    an ungraded rollout (outcome None), one with no steps, and one that
    :func:`~prmforge.annotators.scan_math.scan_labels` drops (no estimate 0: only possible when the
    last step is rolled out).
@@ -45,9 +53,9 @@ are left out, it is computed over the rest (biased upward when those were mostly
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from prmforge.annotators.grading import AnswerMemo, OutcomeGrader
 from prmforge.annotators.mc_math import mc_value
@@ -56,6 +64,7 @@ from prmforge.annotators.scan_math import (
     CONFIDENCE_THRESHOLD,
     DISTANCE,
     confidence_filter,
+    error_step,
     needs_step_rollouts,
     next_rollout_step,
     scan_labels,
@@ -65,7 +74,10 @@ from prmforge.policies.base import GenerationRequest, Policy
 from prmforge.schemas.records import Cost, Problem, Rollout, SamplingParams, StepLabels, prefix_labels
 from prmforge.schemas.seeds import derive_seed
 
-__all__ = ["ScanAnnotator", "scan_step_seed"]
+__all__ = ["ScanAnnotator", "Suspect", "scan_step_seed"]
+
+Suspect = Callable[[Problem, Rollout], int | None]
+"""Where a correct rollout shows a hidden error (the last step to roll out), or None: not suspected."""
 
 _SEED_BITS = 31  # as Monte Carlo's request seeds: fits every backend's seed type
 
@@ -87,6 +99,7 @@ class _Case:
     rollout: Rollout
     problem: Problem
     sc: float
+    suspect: int | None = None  # a correct rollout rolled out through this step (None: not suspected)
     rolled: list[float] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
     completions: int = 0
@@ -115,6 +128,10 @@ class ScanAnnotator:
         ratio: the error rule (:func:`~prmforge.annotators.scan_math.error_step`): 0 is SCAN's
             (the first step valued 0); in (0, 1] GenPRM's relative progress, the first step valued
             below ``ratio`` x the step before it (SC before step 0). The early stop follows it.
+        suspect: finds a correct rollout's hidden error (see the module's step 5); None: SCAN's rule,
+            every correct rollout is all positive for free.
+        suspected: what a suspected correct rollout gets: ``"rollout"`` (located by completions) or
+            ``"abstain"`` (no labels, no cost).
 
     ``meta`` of every rollout: ``sc``, ``confidence``, ``distance``, ``ratio``, ``n``,
     ``last_step_from_outcome``, ``steps_rolled``, ``correct_counts`` (None for a step not rolled
@@ -136,6 +153,8 @@ class ScanAnnotator:
         name: str = "scan",
         requests_per_call: int = 256,
         ratio: float = 0.0,
+        suspect: Suspect | None = None,
+        suspected: Literal["rollout", "abstain"] = "rollout",
     ) -> None:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
@@ -146,6 +165,8 @@ class ScanAnnotator:
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"ratio must be in [0, 1], got {ratio}")
         self._ratio = ratio
+        self._suspect = suspect
+        self._suspected_rollout = suspected == "rollout"
         self._policy = policy
         self._memo = AnswerMemo(grader)
         self._n = n
@@ -179,8 +200,16 @@ class ScanAnnotator:
             outcomes.setdefault(rollout.problem_id, []).append(rollout.outcome)
         sc = {pid: self_confidence(found) for pid, found in outcomes.items()}
         cases = [_Case(r, problems[r.problem_id], sc[r.problem_id]) for r in rollouts]
+        for case in cases:
+            case.suspect = self._suspected(case)
         active = [
-            c for c in cases if self._kept(c) and needs_step_rollouts(c.rollout.outcome, len(c.rollout.steps))
+            c
+            for c in cases
+            if self._kept(c)
+            and (
+                needs_step_rollouts(c.rollout.outcome, len(c.rollout.steps))
+                or (c.suspect is not None and self._suspected_rollout)
+            )
         ]
         while due := [(c, t) for c in active if (t := self._next(c)) is not None]:
             self._run(due)  # one round: step t of every still-active rollout (all share the same t)
@@ -193,10 +222,19 @@ class ScanAnnotator:
     def _kept(self, case: _Case) -> bool:
         return confidence_filter(case.sc, self._confidence)
 
+    def _suspected(self, case: _Case) -> int | None:
+        """The step where a correct rollout of two or more steps shows a hidden error, or None."""
+        if self._suspect is None or case.rollout.outcome is not True or self._steps(case) < 2:
+            return None
+        return self._suspect(case.problem, case.rollout)
+
     def _next(self, case: _Case) -> int | None:
         """The step to roll out next, or None (early stop). When the last step's value is the outcome's
-        0.0, only the steps before it are rolled out."""
-        limit = self._steps(case) - 1 if self._last_from_outcome else self._steps(case)
+        0.0, only the steps before it are rolled out; a suspected correct one, through its step."""
+        if case.suspect is not None:  # through that step, never the last (its value is the outcome's)
+            limit = min(case.suspect, self._steps(case) - 2) + 1
+        else:
+            limit = self._steps(case) - 1 if self._last_from_outcome else self._steps(case)
         return next_rollout_step(case.rolled, limit, case.sc, self._ratio)
 
     def _run(self, jobs: Sequence[tuple[_Case, int]]) -> None:
@@ -236,7 +274,7 @@ class ScanAnnotator:
             and next_rollout_step(case.rolled, steps, case.sc, self._ratio) is not None
         )
         if self._last_from_outcome and rolled_to_last:
-            values[-1] = 0.0  # only incorrect rollouts are rolled out
+            values[-1] = 1.0 if case.rollout.outcome else 0.0  # the outcome's value
         return values
 
     def _finish(self, case: _Case, outcomes: Sequence[bool | None]) -> StepLabels:
@@ -254,6 +292,8 @@ class ScanAnnotator:
             "mc_values": mc_values,
             "ungraded": case.ungraded,
         }
+        if case.suspect is not None:
+            meta["suspect"] = case.suspect
         cost = Cost(
             completions=case.completions,
             generated_tokens=case.tokens,
@@ -269,7 +309,18 @@ class ScanAnnotator:
                 f"the threshold {self._confidence:g}: SCAN drops the question as noisy"
             )
             return StepLabels(self._name, rollout.rollout_id, unknown, unknown, None, cost, meta)
-        labels = scan_labels(rollout.outcome, mc_values, case.sc, self._distance, self._ratio)
+        outcome = rollout.outcome
+        if case.suspect is not None and not self._suspected_rollout:
+            meta["abstained"] = (
+                f"a correct outcome, but step {case.suspect} computes with a number that neither the "
+                "question nor an earlier result gives: the outcome may hide a silently corrected error"
+            )
+            return StepLabels(self._name, rollout.rollout_id, unknown, unknown, None, cost, meta)
+        if case.suspect is not None:
+            hidden = error_step(case.rolled, case.sc, self._ratio)
+            meta["hidden_error"] = hidden is not None and hidden >= 0
+            outcome = not meta["hidden_error"]  # its labels are an incorrect rollout's
+        labels = scan_labels(outcome, mc_values, case.sc, self._distance, self._ratio)
         if labels.scores is None or labels.first_error is None:
             meta["abstained"] = labels.reason
             return StepLabels(self._name, rollout.rollout_id, unknown, unknown, None, cost, meta)

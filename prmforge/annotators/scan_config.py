@@ -11,12 +11,21 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltAnnotator
-from prmforge.annotators.scan import ScanAnnotator
+from prmforge.annotators.scan import ScanAnnotator, Suspect
 from prmforge.schemas.config import SamplingConfig
+from prmforge.schemas.records import Problem, Rollout
 from prmforge.schemas.seeds import derive_seed
 from prmforge.verifiers.answer import AnswerGrader
+from prmforge.verifiers.grounding import first_ungrounded
 
-__all__ = ["ScanConfig"]
+__all__ = ["ScanConfig", "ungrounded_suspect"]
+
+
+def ungrounded_suspect(problem: Problem, rollout: Rollout) -> int | None:
+    """The first step computing with a number that neither the question nor a claimed result gives
+    (:func:`~prmforge.verifiers.grounding.first_ungrounded`, strict: numbers merely written in an
+    earlier step's prose do not ground it)."""
+    return first_ungrounded(problem.question, rollout.steps, strict=True)
 
 
 class ScanConfig(AnnotatorConfig):
@@ -44,6 +53,19 @@ class ScanConfig(AnnotatorConfig):
         description="the error rule: 0 is SCAN's (the first step whose estimate is 0); in (0, 1] GenPRM's "
         "relative progress, the first step whose estimate is below ratio x the previous step's (SC before "
         "step 0); the early stop follows it",
+    )
+    suspect: Literal["none", "ungrounded"] = Field(
+        "none",
+        description="none: SCAN's rule, a correct rollout is all positive for free; ungrounded: a correct "
+        "rollout with a step computing with a number neither the question nor an earlier claimed result "
+        "gives (a silent self-correction hides an error there) is rolled out through that step like an "
+        "incorrect one, and a fall in value there is its error",
+    )
+    suspected: Literal["rollout", "abstain"] = Field(
+        "rollout",
+        description="with suspect: rollout locates a suspected correct rollout's error with completions "
+        "(a fall in value there is its error, none keeps it correct); abstain leaves it unlabelled at no "
+        "cost (few completions place a hidden error poorly)",
     )
     last_step_from_outcome: bool = Field(
         True, description="an incorrect rollout's last step is 0 from its outcome, without completions"
@@ -74,11 +96,26 @@ class ScanConfig(AnnotatorConfig):
                 last_step_from_outcome=self.last_step_from_outcome,
                 name=self.source,
                 ratio=self.ratio,
+                suspect=self._suspect(),
+                suspected=self.suspected,
             )
         )
 
+    def _suspect_sentence(self) -> str:
+        if self.suspect == "none":
+            return ""
+        what = "rolled out the same way through that step" if self.suspected == "rollout" else "left out"
+        return (
+            " A correct rollout that computes with a number neither the question nor an earlier result "
+            f"gives (a silent self-correction hides an error there) is {what}."
+        )
+
+    def _suspect(self) -> Suspect | None:
+        return ungrounded_suspect if self.suspect == "ungrounded" else None
+
     def provenance(self, isolation: str) -> dict[str, str]:
-        return {"method": "scan", "tool": "none", "isolation": "no code executed"}
+        tool = "number grounding (prmforge.verifiers.grounding)" if self.suspect == "ungrounded" else "none"
+        return {"method": "scan", "tool": tool, "isolation": "no code executed"}
 
     def card_sentence(self) -> str:
         rule = (
@@ -91,4 +128,5 @@ class ScanConfig(AnnotatorConfig):
             f"SCAN self-denoising Monte Carlo: questions whose rollouts are less than {self.confidence:g} "
             f"correct are dropped; N={self.n} completions per step of each incorrect rollout, stopping at "
             f"{rule}; soft labels min(1, c/SC) within {self.distance} steps before it."
+            + self._suspect_sentence()
         )

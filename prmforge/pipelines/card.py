@@ -46,13 +46,14 @@ def _fusion(config: BuildConfig) -> str:
         return f"`single`: the labels of `{config.fused_source}`"
     fuse = config.fuse
     if rule == "earliest":
+        text = "`earliest`: the earliest first error any source claims"
         if fuse.clears:
             clears = ", ".join(f"`{s}`" for s in fuse.clears)
-            return (
-                "`earliest`: the earliest first error any source claims; a rollout none flags is kept "
-                f"as correct only when {clears} decided it so"
-            )
-        return "`earliest`: the earliest first error any source claims"
+            text += f"; a rollout none flags is kept as correct only when {clears} decided it so"
+        if fuse.vouch:
+            vouch = ", ".join(f"`{s}`" for s in fuse.vouch)
+            text += f"; an error after step 0 is kept only when {vouch} decided the rollout"
+        return text
     if rule == "consensus":
         among = ", ".join(f"`{s}`" for s in (fuse.among or [a.source for a in config.annotate]))
         need = f"{fuse.required} of them" if fuse.required else "all of them"

@@ -207,6 +207,7 @@ class BuildConfig(Strict):
         named = {
             "among": self.fuse.among or [],
             "clears": self.fuse.clears or [],
+            "vouch": self.fuse.vouch or [],
             "reliability": list(self.fuse.reliability),
             "reliability_from": self.fuse.reliability_from or [],
             "tool": [self.fuse.tool] if self.fuse.tool else [],

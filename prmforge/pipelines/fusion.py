@@ -7,7 +7,10 @@ returns the fused first error (None: undecided, with a reason).
 - ``single``: the named source's first error.
 - ``earliest``: the earliest step any source labels bad; -1 when no source
   labels a step bad and at least one source decided the whole rollout (-1)
-  (with ``clears``: one of the sources named there).
+  (with ``clears``: one of the sources named there). With ``vouch``, a first
+  error after step 0 stands only when one of the sources named there decided
+  the rollout: something must vouch for the steps before it (an equation
+  checker's first failure says nothing of a wrong operand earlier).
 - ``majority``: per step, the labels of the sources that did not abstain; a
   step is bad when at least half of them say so (a tie counts as an error, so a
   disputed step is never trained as good); the first bad step is the first
@@ -19,6 +22,7 @@ Worked example (two sources over three steps)::
     eq   hard (True, False, None)   first_error 1
     earliest -> 1    majority -> step 1 tie -> 1    single(mc) -> 2
     eq -1 and mc undecided: earliest -> -1; earliest with clears {mc} -> None
+    eq first_error 1 and mc undecided: earliest -> 1; earliest with vouch {mc} -> None
 """
 
 from __future__ import annotations
@@ -62,12 +66,22 @@ def fuse_single(labels: StepLabels) -> Decision:
     return Decision(labels.first_error)
 
 
-def fuse_earliest(sources: Sequence[StepLabels], clears: Collection[str] | None = None) -> Decision:
+def fuse_earliest(
+    sources: Sequence[StepLabels],
+    clears: Collection[str] | None = None,
+    vouch: Collection[str] | None = None,
+) -> Decision:
     """The earliest step any source labels wrong; else -1 when a source in ``clears`` (default: any)
-    decided the rollout has no error."""
+    decided the rollout has no error. With ``vouch``, an earliest error after step 0 stands only
+    when a source named there decided the rollout (its labels cover the steps before it)."""
     claims = [t for t in (_first_bad(s.hard) for s in sources) if t is not None]
     if claims:
-        return Decision(min(claims))
+        first = min(claims)
+        vouched = vouch is None or any(s.first_error is not None and s.source in vouch for s in sources)
+        if first == 0 or vouched:
+            return Decision(first)
+        named = ", ".join(sorted(vouch or ()))
+        return Decision(None, f"an error at step {first}, but none of {named} vouched for the steps before")
     if any(s.first_error == -1 and (clears is None or s.source in clears) for s in sources):
         return Decision(-1)
     if clears is None:
@@ -110,6 +124,7 @@ class FusionParams:
 
     among: tuple[str, ...] | None = None  # consensus: the sources that must agree (default: all)
     clears: tuple[str, ...] | None = None  # earliest: the sources whose -1 decides (default: any)
+    vouch: tuple[str, ...] | None = None  # earliest: an error after step 0 needs one of them (default: off)
     required: int | None = None  # consensus: how many of them must have decided (default: all)
     reliability: tuple[tuple[str, float], ...] = ()  # weighted: per-source reliability
     reliability_from: tuple[str, ...] = ()  # weighted: references to estimate the others' on (per shard)
@@ -131,7 +146,7 @@ def _decide(
     from prmforge.pipelines import fusion_grounded, fusion_rules
 
     if rule == "earliest":
-        return fuse_earliest(sources, params.clears)
+        return fuse_earliest(sources, params.clears, params.vouch)
     if rule == "majority":
         return fuse_majority(sources, steps)
     if rule == "consensus":

@@ -122,6 +122,7 @@ def compose(config: BuildConfig, parsers: Mapping[int, Parser]) -> Graph:
     params = FusionParams(
         among=tuple(fuse.among) if fuse.among is not None else None,
         clears=tuple(fuse.clears) if fuse.clears is not None else None,
+        vouch=tuple(fuse.vouch) if fuse.vouch is not None else None,
         required=fuse.required,
         reliability=tuple(sorted(fuse.reliability.items())),
         reliability_from=tuple(fuse.reliability_from or ()),

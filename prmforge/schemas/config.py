@@ -152,6 +152,12 @@ class FuseConfig(Strict):
         "(default: any source's); a checker that sees only some kinds of error (equations) passing "
         "every step is no evidence that the rollout is right",
     )
+    vouch: list[str] | None = Field(
+        None,
+        description="earliest: an error after step 0 is trained only when one of these sources decided "
+        "the rollout, vouching for the steps before it (null: off); an equation checker's first failure "
+        "says nothing of a wrong operand before it",
+    )
     required: int | None = Field(
         None, ge=1, description="consensus: how many of them must have decided (default: all of them)"
     )
@@ -185,6 +191,12 @@ class FuseConfig(Strict):
             raise ValueError(f"clears: read by rule 'earliest' only, not {self.rule!r}")
         if self.clears == []:
             raise ValueError("clears: name at least one source (an empty list would never decide 'no error')")
+        if self.vouch is not None and self.rule != "earliest":
+            raise ValueError(f"vouch: read by rule 'earliest' only, not {self.rule!r}")
+        if self.vouch == []:
+            raise ValueError(
+                "vouch: name at least one source (an empty list would keep no error after step 0)"
+            )
         for name, p in self.reliability.items():
             if not 0 < p < 1:
                 raise ValueError(f"reliability of {name!r} must be in (0, 1), got {p}")

@@ -152,6 +152,80 @@ def test_the_ratio_rule_compares_step_0_with_sc_and_falls_back_on_the_outcome() 
     assert late.hard == (True, True, False)
 
 
+def _suspect_s(step: int) -> object:
+    """A suspect rule naming ``step`` of rollout ``s`` only (a correct rollout with a hidden error)."""
+    return lambda problem, rollout: step if rollout.rollout_id == "s" else None
+
+
+def test_a_suspected_correct_rollout_is_rolled_out_and_a_fall_is_its_hidden_error() -> None:
+    """SC = 4/4; rollout s is correct but suspected at step 3: it is rolled out like an incorrect one,
+    c = (1.0, 0.25): 0.25 < 0.5 x 1.0 places the error at step 1 and stops (two rounds, s alone)."""
+    rollouts = [*_question("p1", [True, True, True]), _rollout("s", "p1", 5, outcome=True)]
+    policy = CannedPolicy(GOLDS, {"Q-p1": [4, 1, 0, 4]})
+    labels = _scan(policy, ratio=0.5, suspect=_suspect_s(3)).annotate(PROBLEMS, rollouts)
+    assert [[len(r.prefix) for r in batch] for batch in policy.batches] == [[1], [2]]
+    hidden = labels[-1]
+    assert (hidden.first_error, hidden.hard) == (1, (True, False, False, False, False))
+    assert hidden.values == (1.0, 0.25, None, None, None)  # min(1, c / SC) with SC = 1
+    assert (hidden.meta["suspect"], hidden.meta["hidden_error"], hidden.meta["mc_values"]) == (
+        3,
+        True,
+        [1.0, 0.25, None, None, None],
+    )
+    assert hidden.cost.completions == 8
+    assert all(lab.first_error == -1 and "suspect" not in lab.meta for lab in labels[:3])
+
+
+def test_a_suspected_rollout_without_a_fall_stays_correct_and_never_rolls_its_last_step() -> None:
+    """No fall through the suspected step: correct, -1. Suspected at its last step (4 of 5), it is rolled
+    out through step 3 only: the last step's value is the outcome's 1.0."""
+    rollouts = [*_question("p1", [True, True, True]), _rollout("s", "p1", 5, outcome=True)]
+    policy = CannedPolicy(GOLDS, {"Q-p1": [4, 3, 4, 4]})
+    clean = _scan(policy, ratio=0.5, suspect=_suspect_s(4)).annotate(PROBLEMS, rollouts)[-1]
+    assert [[len(r.prefix) for r in batch] for batch in policy.batches] == [[1], [2], [3], [4]]
+    assert (clean.first_error, clean.values) == (-1, (1.0,) * 5)
+    assert (clean.meta["hidden_error"], clean.meta["mc_values"]) == (False, [1.0, 0.75, 1.0, 1.0, 1.0])
+
+
+def test_a_suspected_rollout_abstains_at_no_cost_when_asked() -> None:
+    rollouts = [*_question("p1", [True, True, True]), _rollout("s", "p1", 5, outcome=True)]
+    policy = CannedPolicy(GOLDS, {"Q-p1": [4, 1, 0, 4]})
+    scan = _scan(policy, ratio=0.5, suspect=_suspect_s(3), suspected="abstain")
+    left = scan.annotate(PROBLEMS, rollouts)[-1]
+    assert policy.batches == []
+    assert (left.first_error, left.hard, left.cost.completions) == (None, (None,) * 5, 0)
+    assert left.meta["abstained"] == (
+        "a correct outcome, but step 3 computes with a number that neither the question nor an earlier "
+        "result gives: the outcome may hide a silently corrected error"
+    )
+
+
+def test_the_suspect_rule_is_asked_about_correct_rollouts_only() -> None:
+    asked: list[str] = []
+
+    def suspect(problem: Problem, rollout: Rollout) -> int | None:
+        asked.append(rollout.rollout_id)
+        return None
+
+    rollouts = [*_question("p1", [True, True, True]), _rollout("w", "p1", 3, outcome=False)]
+    _scan(CannedPolicy(GOLDS, {"Q-p1": [4, 0]}), suspect=suspect).annotate(PROBLEMS, rollouts)
+    assert asked == ["p1-0", "p1-1", "p1-2"]
+
+
+def test_scan_config_builds_the_ungrounded_suspect() -> None:
+    from prmforge.annotators.scan_config import ungrounded_suspect
+
+    problem = Problem("p", "math", "Ann has 4 pens and buys 3.", "7", "test")
+    steps = ("She has 4+3 = <<4+3=7>>7 pens.", "Then 7*5 = <<7*5=35>>35.", "The answer is: 7")
+    rollout = dataclasses.replace(_rollout("s", "p", 3, outcome=True), steps=steps)
+    assert ungrounded_suspect(problem, rollout) == 1
+    assert ScanConfig(suspect="ungrounded").provenance("x")["tool"] == (
+        "number grounding (prmforge.verifiers.grounding)"
+    )
+    with pytest.raises(ValidationError, match="suspected"):
+        ScanConfig(suspect="ungrounded", suspected="drop")  # type: ignore[arg-type]
+
+
 # --- the confidence filter ------------------------------------------------------------------------------
 
 

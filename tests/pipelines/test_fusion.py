@@ -67,6 +67,29 @@ def test_earliest_with_clears_takes_no_error_only_from_the_named_sources() -> No
     assert (fused.first_error, fused.reason) == (held.first_error, held.reason)
 
 
+def test_earliest_with_vouch_keeps_a_later_error_only_when_a_named_source_decided() -> None:
+    """EQ claims step 1; with vouch {mc} it stands only when mc decided the rollout (its labels cover
+    step 0), whatever mc's own first error; an error at step 0 needs nobody; a claim of the vouching
+    source itself stands."""
+    mc_open = labels("mc", (None, None, None), None)
+    assert fuse_earliest([EQ, mc_open]).first_error == 1
+    held = fuse_earliest([EQ, mc_open], vouch={"mc"})
+    assert (held.first_error, held.reason) == (
+        None,
+        "an error at step 1, but none of mc vouched for the steps before",
+    )
+    assert fuse_earliest([EQ, MC], vouch={"mc"}).first_error == 1  # mc decided (its error is later)
+    assert fuse_earliest([EQ, labels("mc", (True, True, True), -1)], vouch={"mc"}).first_error == 1
+    assert fuse_earliest([EQ, MC], vouch={"judge"}).first_error is None
+    at_zero = labels("eq", (False, None, None), 0)
+    assert fuse_earliest([at_zero, mc_open], vouch={"mc"}).first_error == 0
+    assert fuse_earliest([MC, mc_open], vouch={"mc"}).first_error == 2
+    both = FusionParams(clears=("mc",), vouch=("mc",))
+    fused = fuse("earliest", [EQ, mc_open], 3, "mc", params=both)
+    assert (fused.first_error, fused.reason) == (held.first_error, held.reason)
+    assert fuse("earliest", [CLEAN, mc_open], 3, "mc", params=both).first_error is None
+
+
 def test_majority_votes_per_step_among_the_sources_that_spoke() -> None:
     three = [MC, labels("b", (True, True, True), -1), labels("c", (True, True, False), 2)]
     assert fuse_majority(three, 3).first_error == 2  # step 2: 2 of 3 say bad

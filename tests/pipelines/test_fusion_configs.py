@@ -56,6 +56,9 @@ def test_consensus_weighted_and_grounded_through_fuse() -> None:
         ({"rule": "earliest", "clears": ["scan"]}, "fuse.clears: ['scan'] are not annotators"),
         ({"rule": "earliest", "clears": []}, "clears: name at least one source"),
         ({"rule": "majority", "clears": ["mc"]}, "clears: read by rule 'earliest' only, not 'majority'"),
+        ({"rule": "earliest", "vouch": ["scan"]}, "fuse.vouch: ['scan'] are not annotators"),
+        ({"rule": "earliest", "vouch": []}, "vouch: name at least one source"),
+        ({"rule": "consensus", "vouch": ["mc"]}, "vouch: read by rule 'earliest' only, not 'consensus'"),
         ({"rule": "weighted", "reliability_from": ["equations"]}, "no reliability for ['equations']"),
         (
             {"rule": "weighted", "reliability_from": ["z3"]},
@@ -118,6 +121,43 @@ def test_earliest_clears_in_a_build(tmp_path: Path) -> None:
     card = (tmp_path / "b" / "README.md").read_text()
     assert "a rollout none flags is kept as correct only when `scan` decided it so" in card
     assert "or below 0.5 x the step before it" in card
+
+
+def test_the_recipe_rules_in_a_build(tmp_path: Path) -> None:
+    """Two guards: `vouch: [scan]` leaves out an equations error after step 0 on a rollout SCAN did not
+    decide; SCAN's `suspect: ungrounded` with `suspected: abstain` (the default recipe's) leaves out a
+    correct rollout that computes with an ungrounded number. Both give reasons; the card says so."""
+    scan = {"kind": "scan", "n": 4, "ratio": 0.5, "suspect": "ungrounded", "suspected": "abstain"}
+    rollouts = {"kind": "arith", "count": 24, "min_steps": 4, "max_steps": 8}
+    config = small_config(
+        inputs=[rollouts],
+        generate={"rollouts_per_problem": 4},
+        annotate=[{"kind": "equations"}, scan],
+        fuse={"rule": "earliest", "clears": ["scan"], "vouch": ["scan"]},
+    )
+    LocalRunner().run(config, tmp_path / "b")
+    fused: list[FusedLabels] = committed(tmp_path / "b", "stages/fuse/", "fused")
+    scanned = {lab.rollout_id: lab for lab in committed(tmp_path / "b", "stages/annotate-scan/", "labels")}
+    assert len(fused) == 96
+    unvouched = suspected = 0
+    for f in fused:
+        votes = {v.source: v.first_error for v in f.votes}
+        if votes["scan"] is None and votes["equations"] not in (None, -1, 0):
+            unvouched += 1
+            assert f.first_error is None
+            step = votes["equations"]
+            assert f.reason == f"an error at step {step}, but none of scan vouched for the steps before"
+        meta = scanned[f.rollout_id].meta
+        if "suspect" in meta and meta["sc"] >= 0.75:  # (a question below the filter abstains anyway)
+            suspected += 1
+            assert votes["scan"] is None
+            assert scanned[f.rollout_id].cost.completions == 0
+            assert meta["abstained"].startswith(f"a correct outcome, but step {meta['suspect']} computes")
+    assert unvouched > 0
+    assert suspected > 0
+    card = (tmp_path / "b" / "README.md").read_text()
+    assert "an error after step 0 is kept only when `scan` decided the rollout" in card
+    assert "is left out." in card
 
 
 def test_stats_give_each_sources_confusion_and_the_kappa_of_every_pair(tmp_path: Path) -> None:
