@@ -10,16 +10,17 @@ from typing import Literal
 from prmforge.verifiers.equation_latex import FN, VAR
 from prmforge.verifiers.equation_lexicon import FUNCTIONS, GLUED_UNITS
 
-__all__ = ["OPERATOR_LIKE", "Kind", "Tok", "tokenize"]
+__all__ = ["NUMBER", "OPERATOR_LIKE", "Kind", "Tok", "tokenize"]
 
 Kind = Literal[
     "num", "op", "lp", "rp", "pct", "eq", "word", "poison", "break", "boundary", "unit", "var", "fn"
 ]  # fmt: skip
 
 _FN_NAMES = {marker: name for name, marker in FN.items()}
+NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"  # 1,000.5, 12, 2.5, .5: a number token
 _TOKEN = re.compile(
     r"(?P<var>" + VAR + r"[^\W\d_](?:_[A-Za-z0-9]+)?)|(?P<fn>[" + "".join(FN.values()) + r"])"
-    r"|(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+    r"|(?P<num>" + NUMBER + ")"
     r"|(?P<op>[-+*/^])|(?P<lp>[(\[{])|(?P<rp>[)\]}])|(?P<pct>%)|(?P<eq>=)"
     r"|(?P<approx>≈)|(?P<boundary>¦|\n|[.:;!?](?=\s|$))|(?P<poison>§)"
     r"|(?P<word>[A-Za-z][A-Za-z0-9_']*)|(?P<space>[ \t\r\f\v]+)|(?P<other>.)"

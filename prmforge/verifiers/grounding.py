@@ -36,12 +36,13 @@ from collections.abc import Collection, Sequence
 from fractions import Fraction
 
 from prmforge.verifiers.equation_text import extract_claims
+from prmforge.verifiers.equation_tokens import NUMBER
 
 __all__ = ["CONSTANTS", "first_ungrounded", "question_numbers", "text_numbers", "ungrounded_operands"]
 
 CONSTANTS: frozenset[Fraction] = frozenset(Fraction(n) for n in (0, 1, 2, 10, 12, 24, 60, 100, 1000))
 
-_NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+")
+_NUMBER = re.compile(NUMBER)  # read as the equation checker's tokenizer reads numbers
 _UNITS = (
     "zero",
     "one",
