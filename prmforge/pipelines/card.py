@@ -75,6 +75,15 @@ def _fusion(config: BuildConfig) -> str:
     return "`majority`: a per-step vote of the sources that did not abstain (a tie counts as an error)"
 
 
+def _scores(config: BuildConfig) -> str:
+    if config.fuse.scores == "min_form":
+        return (
+            "`scores` are min-form (`fuse.scores`): each step's is the least of the per-step values from "
+            "it on, so step 0 holds the rollout's min"
+        )
+    return "`scores` keep the per-step values"
+
+
 def _prof(config: BuildConfig) -> str:
     prof = config.fuse.prof
     if prof is None:
@@ -160,7 +169,7 @@ Process-reward-model training data built by prmforge.
 - Content hash: `{manifest.content_hash}` (config hash `{manifest.config_hash[:16]}`)
 - Inputs: {inputs}; policy: {_policies(config)}
 - Trained label: {_fusion(config)}{_prof(config)}. `labels` are hard: a step is positive iff it
-  comes before the first error; `scores` keep the per-step values (soft estimates, or 1/0 from a
+  comes before the first error; {_scores(config)} (soft estimates, or 1/0 from a
   tool; null where no source could check); `votes` hold every source's first error (null: it
   abstained).
 - Outcome grading (final answers against the gold): {_grader()}.

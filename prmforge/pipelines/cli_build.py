@@ -114,10 +114,10 @@ def build(
 ) -> None:
     """Run a build; rerunning the same build resumes it, skipping committed shards.
 
-    Adding annotators to a finished build's config (and changing `fuse:`) grows it in place: only the new
-    sources and what depends on them are computed. Ctrl-C stops it; rerun to resume. The build is
-    recorded in the build registry (`prmforge builds list`); an unreachable registry only warns, unless
-    --db was given.
+    Adding annotators to a finished build's config, or changing its `fuse:` or `split:`, changes it in
+    place: only the new sources and what depends on them are computed (no generation again). Ctrl-C
+    stops it; rerun to resume. The build is recorded in the build registry (`prmforge builds list`); an
+    unreachable registry only warns, unless --db was given.
     """
     from prmforge.ops.registry_recorder import open_recorder
     from prmforge.pipelines.runners.select import with_overrides
@@ -188,6 +188,8 @@ def run_build(
     console.print()
     verb = "resumed" if result.resumed else "built"
     grown = f"; grew by {', '.join(result.grown)}" if result.grown else ""
+    other = [s for s in result.reconfigured if s != "annotate"]
+    grown += f"; changed {', '.join(f'`{s}:`' for s in other)} in place" if other else ""
     console.print(
         f"{verb} {out}: {result.shards_run} shard(s) run, {result.shards_skipped} already committed{grown}",
         soft_wrap=True,

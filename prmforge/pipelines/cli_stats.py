@@ -135,12 +135,42 @@ def print_summary(root: Path) -> None:
 def stats(
     directory: Annotated[Path, typer.Argument(help="a build directory")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+    reliability_from: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--reliability-from",
+            help="also estimate every other source's reliability over the whole build on the steps these "
+            "sources are certain of (repeatable), and print it as `fuse.reliability`",
+        ),
+    ] = None,
 ) -> None:
     """Print the summary of a build directory."""
-    from prmforge.pipelines.stats import summarize
+    from prmforge.pipelines.stats import build_reliability, summarize
 
     with user_errors(1):
+        summary = summarize(directory)
+        reliability = build_reliability(directory, reliability_from) if reliability_from else None
         if as_json:
-            console.print_json(json.dumps(summarize(directory)))
-        else:
-            print_summary(directory)
+            console.print_json(
+                json.dumps({**summary, "reliability": reliability} if reliability else summary)
+            )
+            return
+        print_summary(directory)
+        if reliability:
+            print_reliability(reliability)
+
+
+def print_reliability(r: dict[str, Any]) -> None:
+    refs = ", ".join(r["references"])
+    table = Table(
+        title=f"reliability over the whole build (on the steps {refs} are certain of)",
+        caption="p: agreement under a Beta(1, 1) prior; paste the lines below into the config and rerun "
+        "the build: it is fused again in place",
+    )
+    for col in ("source", "agreed", "compared", "p"):
+        table.add_column(col, justify="right")
+    for name, v in r["sources"].items():
+        table.add_row(name, str(v["agreed"]), str(v["compared"]), _fmt(v["p"]))
+    console.print(table)
+    given = ", ".join(f"{name}: {v['p']}" for name, v in r["sources"].items())
+    console.print(f"fuse:\n  rule: weighted\n  reliability: {{{given}}}", highlight=False, soft_wrap=True)

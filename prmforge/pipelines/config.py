@@ -3,13 +3,14 @@
 A build reads ``inputs:`` (built-in suites and users' own problems or rollouts),
 labels every rollout with each config under ``annotate:`` and fuses the sources
 with ``fuse:``. Everything but ``output`` and ``runner.workers`` enters the
-config hash; :func:`growth_of` says when a changed config only adds sources.
+config hash; :func:`growth_of` says when a changed config can change a build in place.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -275,19 +276,36 @@ def digest(data: Any) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def growth_of(old: dict[str, Any], new: dict[str, Any]) -> list[str] | None:
-    """The sources ``new`` adds to ``old`` when that (and a changed ``fuse:``) is the only change.
+IN_PLACE = ("annotate", "fuse", "split")
+"""The sections a finished build can change in place (sources only added)."""
 
-    Both are :meth:`BuildConfig.hashed` dicts. None when anything else differs.
+
+@dataclass(frozen=True, slots=True)
+class Reconfiguration:
+    """How a changed config differs from a build's stored one, when it can change in place."""
+
+    added: tuple[str, ...]  # the sources it adds, in order
+    changed: tuple[str, ...]  # the sections of IN_PLACE that differ ("annotate" when sources were added)
+
+
+def growth_of(old: dict[str, Any], new: dict[str, Any]) -> Reconfiguration | None:
+    """How ``new`` changes ``old`` when it only adds sources, changes ``fuse:`` or changes ``split:``.
+
+    Both are :meth:`BuildConfig.hashed` dicts. None when anything else differs (a source removed or
+    changed, the seed, the policy, the inputs...): those change what the shards' committed stages hold.
+    Added sources are computed, and fuse, assemble and the global stages recomputed, from the committed
+    generations; a changed ``split:`` recomputes assemble (shares of validation and test) and the global
+    stages only. Every stage's own hash decides what is reused.
     """
-    rest_old = {k: v for k, v in old.items() if k not in ("annotate", "fuse")}
-    rest_new = {k: v for k, v in new.items() if k not in ("annotate", "fuse")}
+    rest_old = {k: v for k, v in old.items() if k not in IN_PLACE}
+    rest_new = {k: v for k, v in new.items() if k not in IN_PLACE}
     if rest_old != rest_new:
         return None
     before, after = old.get("annotate", []), new.get("annotate", [])
-    if any(a not in after for a in before) or len(after) <= len(before):
+    if any(a not in after for a in before):
         return None
-    return [str(a.get("name") or a["kind"]) for a in after if a not in before]
+    added = tuple(str(a.get("name") or a["kind"]) for a in after if a not in before)
+    return Reconfiguration(added, tuple(k for k in IN_PLACE if old.get(k) != new.get(k)))
 
 
 def parse_config(data: Any, origin: str = "<config>", base_dir: Path | None = None) -> BuildConfig:

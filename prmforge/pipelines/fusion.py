@@ -131,6 +131,7 @@ class FusionParams:
     default_reliability: float | None = None  # weighted: a source not listed
     tool: str | None = None  # grounded: the tool source whose verdicts decide their steps
     mc: str | None = None  # grounded: the Monte Carlo source for the steps the tool leaves open
+    scores: str = "mean"  # the soft scores: "mean" of the sources' values, or their "min_form"
 
 
 def _by_name(sources: Sequence[StepLabels], name: str, rule: str) -> StepLabels:
@@ -174,7 +175,8 @@ def fuse(
 ) -> FusedLabels:
     """The fused label of one rollout from its sources' labels (every source labels every rollout).
 
-    ``outcome`` (the rollout's graded outcome) is read by ``grounded`` only.
+    ``outcome`` (the rollout's graded outcome) is read by ``grounded`` only. ``params.scores`` shapes
+    the soft scores (``min_form``: :func:`~prmforge.pipelines.fusion_rules.min_form` of the mean).
     """
     if not sources:
         raise ValueError("fusion needs at least one source")
@@ -188,6 +190,13 @@ def fuse(
         scores = tuple(chosen[0].values)
     else:
         decision = _decide(rule, sources, steps, params or FusionParams(), outcome)
+    form = (params or FusionParams()).scores
+    if form == "min_form":
+        from prmforge.pipelines.fusion_rules import min_form
+
+        scores = min_form(scores)
+    elif form != "mean":
+        raise ValueError(f"fusion: scores must be 'mean' or 'min_form', got {form!r}")
     return FusedLabels(
         rollout_id=rollout_id,
         rule=rule,

@@ -129,6 +129,7 @@ def compose(config: BuildConfig, parsers: Mapping[int, Parser]) -> Graph:
         default_reliability=fuse.default_reliability,
         tool=fuse.tool,
         mc=fuse.mc,
+        scores=fuse.scores,
     )
     stages.append(
         FuseStage(fuse.rule, config.fused_source, label_stages, {"fuse": cfg["fuse"]}, params, fuse.prof)

@@ -138,24 +138,47 @@ def run_threads(
                 if stop_on_error:
                     baton.cancel()
 
-    workers = [threading.Thread(target=loop, name=f"shard-thread-{i}", daemon=True) for i in range(threads)]
+    ended = [threading.Event() for _ in range(threads)]
+
+    def thread(i: int) -> None:
+        try:
+            loop()
+        finally:
+            ended[i].set()
+
+    workers = [
+        threading.Thread(target=thread, args=(i,), name=f"shard-thread-{i}", daemon=True)
+        for i in range(threads)
+    ]
     try:
         for worker in workers:
             worker.start()
-        for worker in workers:
-            worker.join()
+        for event in ended:
+            event.wait()
     except KeyboardInterrupt:
         baton.cancel()
-        _join_through_interrupts(workers)  # never tear the worker down under a running shard thread
+        _wait_through_interrupts(workers, ended)  # never tear the worker down under a running shard thread
         raise
+    for worker in workers:
+        worker.join()
     baton.reset()  # the worker may run more shards after this
     return failures
 
 
-def _join_through_interrupts(workers: Sequence[threading.Thread]) -> None:
+def _wait_through_interrupts(workers: Sequence[threading.Thread], ended: Sequence[threading.Event]) -> None:
     """Wait for every started thread, whatever further signals arrive: each stops at its next step
-    (the engine call in flight, then the stage step it is in)."""
-    for worker in workers:
+    (the engine call in flight, then the stage step it is in).
+
+    Waits on each thread's own end event, not ``Thread.join``: on CPython 3.11 a join interrupted by
+    KeyboardInterrupt marks a thread that still runs as stopped (bpo-45274's fix), so ``is_alive``
+    would end this wait while a shard thread is still inside the engine."""
+    for worker, event in zip(workers, ended, strict=True):
+        while worker.ident is not None and not event.is_set():
+            try:
+                event.wait()
+            except KeyboardInterrupt:
+                continue
+    for worker in workers:  # each has left its loop; the join is only the thread's last few steps
         while worker.ident is not None and worker.is_alive():
             try:
                 worker.join()

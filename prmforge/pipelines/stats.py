@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from prmforge.pipelines.balance import BalanceReport
 from prmforge.pipelines.runners.builddir import BuildDir
 from prmforge.pipelines.runners.manifest import Manifest
 from prmforge.schemas.arrow import QuarantineEntry
+from prmforge.schemas.errors import ConfigError
 from prmforge.schemas.records import PRMExample, Problem, Rollout, StepLabels, StepTruth, prefix_labels
 
 
@@ -178,4 +180,34 @@ def summarize(root: Path) -> dict[str, Any]:
             src: _confusion(labels, truth) for src, labels in by_source.items() if truth and labels
         },
         "agreement": _kappas(by_source),
+    }
+
+
+def build_reliability(root: Path, references: Sequence[str]) -> dict[str, Any]:
+    """Each other source's reliability over the whole build, on the steps ``references`` are certain
+    of (:func:`~prmforge.pipelines.fusion_rules.estimate_reliability`; a build's ``weighted`` rule with
+    ``reliability_from`` estimates per shard). ``fuse.reliability`` takes the ``p`` values as given,
+    and changing ``fuse:`` refuses nothing: the build is fused again in place, with no generation."""
+    from prmforge.pipelines.fusion_rules import estimate_reliability
+
+    build = BuildDir(root)
+    manifest = Manifest.read(root)
+    unknown = sorted(set(references) - set(manifest.sources))
+    if not references or unknown:
+        raise ConfigError(
+            f"--reliability-from: {unknown or 'nothing'} named; the build's sources are "
+            f"{', '.join(manifest.sources)}"
+        )
+    groups: dict[str, list[StepLabels]] = defaultdict(list)
+    for src in manifest.sources:
+        for lab in manifest.records(build, f"stages/annotate-{src}/", "labels"):
+            groups[lab.rollout_id].append(lab)
+    estimated = estimate_reliability(groups.values(), set(references))
+    return {
+        "references": list(references),
+        "rollouts": len(groups),
+        "sources": {
+            name: {"agreed": r.agreed, "compared": r.compared, "p": round(r.p, 4)}
+            for name, r in sorted(estimated.items())
+        },
     }

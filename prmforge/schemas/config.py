@@ -182,6 +182,21 @@ class FuseConfig(Strict):
         description="PROF filter: leave out the rollouts of a question whose fused process score "
         "disagrees with their outcome (null: off; `{}`: defaults); left out with the reason",
     )
+    scores: Literal["mean", "min_form"] = Field(
+        "mean",
+        description="the trained soft `scores`: mean, per step the mean of the sources' values (`single`: "
+        "its source's); min_form, min-form credit (PURE): a step's score is the least of those from it "
+        "on, so later evidence lowers earlier steps and step 0 holds the rollout's min score",
+    )
+
+    @model_serializer(mode="wrap")
+    def _default_scores_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``scores`` is dumped only when not the default: a config that leaves it keeps the config hash
+        (and the fuse stage's hash) it had before the option existed, so its builds resume."""
+        data: dict[str, Any] = handler(self)
+        if data.get("scores") == "mean":
+            del data["scores"]
+        return data
 
     @model_validator(mode="after")
     def _rule_has_what_it_reads(self) -> FuseConfig:

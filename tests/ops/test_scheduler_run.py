@@ -214,7 +214,7 @@ def test_failed_builds_are_recorded_and_the_scheduler_goes_on(
 def test_sigterm_stops_the_scheduler_cleanly_and_interrupts_its_build(
     registry: Registry, tmp_path: Path, start: Starter
 ) -> None:
-    config = write_config(tmp_path / "long.yaml", count=40, shard_size=4)
+    config = write_config(tmp_path / "long.yaml", count=240, shard_size=4)
     add_schedule(registry, "long", config, EVERY_SECOND, tmp_path / "out")
     scheduler = start()
 
@@ -229,7 +229,7 @@ def test_sigterm_stops_the_scheduler_cleanly_and_interrupts_its_build(
     assert (stopped.id, stopped.status) == (build.id, "interrupted")
     assert stopped.error is not None
     assert stopped.error.startswith("interrupted after ")
-    assert stopped.error.endswith(" of 10 shards; rerun to resume")
+    assert stopped.error.endswith(" of 60 shards; rerun to resume")
     assert build.pid is not None
     assert not pid_alive(build.pid)
     assert scheduler.text.splitlines()[-1].endswith("prmforge.scheduler: scheduler stopped")

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import committed, small_config
+from conftest import PolicyCalls, committed, small_config
 
 from prmforge.pipelines.fusion import FusionParams, fuse
+from prmforge.pipelines.fusion_rules import min_form
 from prmforge.pipelines.runners.local import LocalRunner
 from prmforge.schemas.errors import ConfigError
 from prmforge.schemas.records import Cost, FusedLabels, StepLabels
@@ -274,3 +275,99 @@ def test_a_build_without_truth_has_no_quality_section(tmp_path: Path) -> None:
     config = small_config(inputs=[{"kind": "rollouts", "path": str(rows)}], annotate=[{"kind": "equations"}])
     LocalRunner().run(config, tmp_path / "b")
     assert "## Label quality against truth" not in (tmp_path / "b" / "README.md").read_text()
+
+
+def test_min_form_scores_through_fuse() -> None:
+    soft = StepLabels("mc", "r", (1.0, 0.25, 0.75, 0.5), (True, True, True, True), -1, Cost())
+    other = StepLabels("judge", "r", (0.5, None, 0.25, 1.0), (True, None, True, True), -1, Cost())
+    min_form = FusionParams(scores="min_form")
+    assert fuse("single", [soft], 4, "mc", params=min_form).scores == (0.25, 0.25, 0.5, 0.5)
+    assert fuse("single", [soft], 4, "mc").scores == (1.0, 0.25, 0.75, 0.5)
+    # the mean of the two first (0.75, 0.25, 0.5, 0.75), then the least from each step on
+    assert fuse("earliest", [soft, other], 4, "mc", params=min_form).scores == (0.25, 0.25, 0.5, 0.75)
+    with pytest.raises(ValueError, match="scores must be 'mean' or 'min_form', got 'max'"):
+        fuse("single", [soft], 4, "mc", params=FusionParams(scores="max"))
+
+
+def test_scores_default_keeps_the_config_hash_and_min_form_is_in_it() -> None:
+    plain = small_config(annotate=TWO, fuse={"rule": "earliest"})
+    assert "scores" not in plain.model_dump(mode="json")["fuse"]
+    assert small_config(annotate=TWO, fuse={"rule": "earliest", "scores": "mean"}).content_hash() == (
+        plain.content_hash()
+    )
+    shaped = small_config(annotate=TWO, fuse={"rule": "earliest", "scores": "min_form"})
+    assert shaped.model_dump(mode="json")["fuse"]["scores"] == "min_form"
+    assert shaped.content_hash() != plain.content_hash()
+    with pytest.raises(ConfigError) as info:
+        small_config(annotate=TWO, fuse={"rule": "earliest", "scores": "max"})
+    assert "fuse.scores" in str(info.value)
+
+
+def test_a_build_with_min_form_scores(tmp_path: Path) -> None:
+    """Every trained row's scores are the min-form of the sources' mean values; the labels and the
+    first errors are those of the same build with mean scores; the card says so."""
+    mean = small_config(annotate=TWO, fuse={"rule": "earliest"})
+    shaped = small_config(annotate=TWO, fuse={"rule": "earliest", "scores": "min_form"})
+    LocalRunner().run(mean, tmp_path / "mean")
+    LocalRunner().run(shaped, tmp_path / "min")
+    rows_mean = {e.example_id: e for e in committed(tmp_path / "mean", "data/", "example")}
+    rows_min = {e.example_id: e for e in committed(tmp_path / "min", "data/", "example")}
+    assert rows_mean.keys() == rows_min.keys()
+    assert len(rows_min) > 0
+    lowered = 0
+    for rid, e in rows_min.items():
+        before = rows_mean[rid]
+        assert (e.labels, e.first_error) == (before.labels, before.first_error)
+        assert e.scores == min_form(before.scores)
+        lowered += e.scores != before.scores
+    assert lowered > 0
+    card = (tmp_path / "min" / "README.md").read_text()
+    assert "`scores` are min-form (`fuse.scores`): each step's is the least of the per-step values" in card
+
+
+def test_build_wide_reliabilities_from_stats_then_fused_again_in_place(
+    tmp_path: Path, policy_calls: PolicyCalls
+) -> None:
+    """`prmforge stats --reliability-from equations` estimates MC's reliability over every shard at once
+    (the rule's `reliability_from` does so per shard); given to `fuse.reliability`, the build is fused
+    again in place with no policy call, as a fresh build of that config would be."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from prmforge.pipelines.cli import app
+    from prmforge.pipelines.fusion_rules import estimate_reliability
+
+    root = tmp_path / "b"
+    LocalRunner().run(small_config(annotate=TWO, fuse={"rule": "earliest"}), root)
+    mc: list[StepLabels] = committed(root, "stages/annotate-mc/", "labels")
+    eq = {lab.rollout_id: lab for lab in committed(root, "stages/annotate-equations/", "labels")}
+    expected = estimate_reliability([[eq[m.rollout_id], m] for m in mc], {"equations"})["mc"]
+    assert len(mc) == 40
+    assert expected.compared > 0
+    out = CliRunner().invoke(app, ["stats", str(root), "--reliability-from", "equations", "--json"])
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.output)["reliability"]
+    assert got == {
+        "references": ["equations"],
+        "rollouts": 40,
+        "sources": {
+            "mc": {"agreed": expected.agreed, "compared": expected.compared, "p": round(expected.p, 4)}
+        },
+    }
+    table = CliRunner().invoke(app, ["stats", str(root), "--reliability-from", "equations"])
+    assert table.exit_code == 0, table.output
+    assert f"reliability: {{mc: {round(expected.p, 4)}}}" in table.output
+    bad = CliRunner().invoke(app, ["stats", str(root), "--reliability-from", "z3"])
+    assert bad.exit_code == 1
+    assert "--reliability-from: ['z3'] named; the build's sources are mc, equations" in " ".join(
+        bad.output.split()
+    )
+    weighted = {"rule": "weighted", "reliability": {"equations": 0.99, "mc": round(expected.p, 4)}}
+    policy_calls.reset()
+    fused_again = LocalRunner().run(small_config(annotate=TWO, fuse=weighted), root)
+    assert (fused_again.reconfigured, policy_calls.calls) == (("fuse",), 0)
+    fresh = LocalRunner().run(small_config(annotate=TWO, fuse=weighted), tmp_path / "fresh")
+    assert fused_again.content_hash == fresh.content_hash
+    fused: list[FusedLabels] = committed(root, "stages/fuse/", "fused")
+    assert {f.rule for f in fused} == {"weighted"}

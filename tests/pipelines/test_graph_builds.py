@@ -202,6 +202,57 @@ def test_adding_a_source_computes_only_it_and_what_depends_on_it(
     assert (again.grown, again.shards_run, again.content_hash) == ((), 0, fresh.content_hash)
 
 
+SHARD_STAGES = ("load", "generate", "annotate-mc", "fuse", "assemble")
+
+
+@pytest.mark.parametrize(
+    ("change", "recomputed"),
+    [
+        ({"fuse": {"rule": "earliest"}}, ("fuse", "assemble")),
+        ({"split": {"validation": 0.5}}, ("assemble",)),
+        ({"split": {"dedup": True, "balance": {"target": 0.5}}}, ()),
+        ({"split": {"near_dedup": {"threshold": 0.5}, "rows_per_file": 2}}, ()),
+    ],
+    ids=["fuse", "split-shares", "split-balance", "split-near-dedup"],
+)
+def test_changing_fuse_or_split_recomputes_only_what_reads_them(
+    tmp_path: Path, policy_calls: PolicyCalls, change: dict[str, Any], recomputed: tuple[str, ...]
+) -> None:
+    root = tmp_path / "b"
+    first = LocalRunner().run(small_config(), root, workers=0)
+    policy_calls.reset()
+    events: list[StageEvent] = []
+    changed = small_config(**change)
+    result = LocalRunner(events.append).run(changed, root, workers=0)
+    assert policy_calls.calls == 0
+    assert (result.grown, result.reconfigured) == ((), tuple(change))
+    # A shard with nothing to recompute reports its last stage resumed, and that alone.
+    shards = (
+        {(stage, stage not in recomputed): 5 for stage in SHARD_STAGES}
+        if recomputed
+        else {("assemble", True): 5}
+    )
+    assert _ran(events) == Counter(shards | {("dedup", False): 1, ("write", False): 1})
+    assert result.shards_run == (5 if recomputed else 0)
+    fresh = LocalRunner().run(changed, tmp_path / "fresh", workers=0)
+    assert result.content_hash == fresh.content_hash
+    assert json.loads((root / "build.json").read_text())["config_hash"] == changed.content_hash()
+    assert (
+        json.loads((root / "manifest.json").read_text())["dedup"]
+        == json.loads((tmp_path / "fresh" / "manifest.json").read_text())["dedup"]
+    )
+    data = sorted(p.name for p in (root / "data").iterdir())
+    assert data == sorted(p.name for p in (tmp_path / "fresh" / "data").iterdir())
+    # The first configuration again is a change back, in place as well, to the first content.
+    policy_calls.reset()
+    back = LocalRunner().run(small_config(), root, workers=0)
+    assert (back.content_hash, back.reconfigured, policy_calls.calls) == (
+        first.content_hash,
+        tuple(change),
+        0,
+    )
+
+
 def test_global_stages_report_their_events(tmp_path: Path) -> None:
     events: list[StageEvent] = []
     LocalRunner(events.append).run(small_config(), tmp_path / "b")
@@ -235,10 +286,10 @@ def test_a_refused_run_releases_the_directory(tmp_path: Path) -> None:
         {"seed": 12},
         {"annotate": [{"kind": "mc", "n": 3}, {"kind": "equations"}], "fuse": {"rule": "earliest"}},
         {"annotate": [{"kind": "equations"}]},
-        {"fuse": {"rule": "earliest"}},
-        {"split": {"validation": 0.2}},
+        {"generate": {"rollouts_per_problem": 3}},
+        {"labels": {"after_first_error": "truncate"}},
     ],
-    ids=["seed", "n", "removed-source", "fuse-only", "split"],
+    ids=["seed", "n", "removed-source", "generate", "labels"],
 )
 def test_any_other_change_is_refused(tmp_path: Path, change: dict[str, object]) -> None:
     root = tmp_path / "b"
@@ -247,7 +298,8 @@ def test_any_other_change_is_refused(tmp_path: Path, change: dict[str, object]) 
     assert _refusal(changed, root) == (
         f"{root} holds a build of a different configuration (config hash "
         f"{small_config().content_hash()[:12]} != {changed.content_hash()[:12]}); only adding annotators "
-        "(and changing `fuse:`) grows a build in place: use another --output or pass --restart to discard it"
+        "and changing `fuse:` or `split:` change a build in place: use another --output or pass --restart "
+        "to discard it"
     )
     # The refused run changed nothing: the build still resumes as it was.
     assert LocalRunner().run(small_config(), root).content_hash == first.content_hash
@@ -273,6 +325,13 @@ def test_growing_through_the_command_line_says_so(tmp_path: Path) -> None:
     assert grown.exit_code == 0, grown.output
     assert f"resumed {out}: 2 shard(s) run, 0 already committed; grew by equations" in " ".join(
         grown.output.split()
+    )
+    data["split"] = {"validation": 0.5}
+    config.write_text(yaml.safe_dump(data))
+    split = runner.invoke(app, ["build", str(config), "-o", out])
+    assert split.exit_code == 0, split.output
+    assert f"resumed {out}: 2 shard(s) run, 0 already committed; changed `split:` in place" in " ".join(
+        split.output.split()
     )
     data["seed"] = 5
     config.write_text(yaml.safe_dump(data))

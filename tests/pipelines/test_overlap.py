@@ -8,8 +8,8 @@ engine call is in flight, and the local runner's retries when shards share a wor
 
 from __future__ import annotations
 
-import _thread
 import itertools
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -190,11 +190,25 @@ def test_a_second_interrupt_does_not_cut_short_the_wait_for_the_shard_threads() 
             release.wait(WAIT)
         finished.append(item)  # never reached after a cancel: taking the baton back raises Cancelled
 
+    def cancelled() -> bool:
+        try:
+            baton.check()
+        except Cancelled:
+            return True
+        return False
+
     def interrupt() -> None:
+        # A real SIGINT to the main thread, as Ctrl-C gives: it wakes a blocked join (EINTR), which
+        # _thread.interrupt_main() does not (it is seen only once the join returns).
+        main = threading.main_thread().ident
+        assert main is not None
         inside.wait(WAIT)
-        for _ in range(2):
-            _thread.interrupt_main()
-            time.sleep(0.1)
+        signal.pthread_kill(main, signal.SIGINT)
+        deadline = time.monotonic() + WAIT  # the first one is handled: the threads are being waited for
+        while not cancelled() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        signal.pthread_kill(main, signal.SIGINT)  # the second arrives during that wait
+        time.sleep(0.1)
         release.set()
 
     _started(interrupt)

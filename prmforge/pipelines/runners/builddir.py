@@ -263,8 +263,9 @@ class BuildDir:
 
         ``inputs`` maps each input file to its sha256: a resumed build whose input files changed is
         refused, as is one whose configuration changed, unless ``grow`` (given the stored config)
-        names the sources the change only adds (``self.grown``). ``restart`` discards a previous build
-        (only a directory holding a ``build.json``; anything else is never deleted). Holds an exclusive lock
+        accepts the change (it names the sources the change adds: ``self.grown``). ``restart``
+        discards a previous build (only a directory holding a ``build.json``; anything else is never
+        deleted). Holds an exclusive lock
         on ``OUT/.lock`` until :meth:`close`, so two builds never write the same directory at once.
         """
         if self.root.exists() and not self.root.is_dir():
@@ -320,8 +321,8 @@ class BuildDir:
                 raise BuildStateError(
                     f"{self.root} holds a build of a different configuration "
                     f"(config hash {existing.get('config_hash', '?')[:12]} != {config_hash[:12]}); only "
-                    "adding annotators (and changing `fuse:`) grows a build in place: use another "
-                    "--output or pass --restart to discard it"
+                    "adding annotators and changing `fuse:` or `split:` change a build in place: use "
+                    "another --output or pass --restart to discard it"
                 )
             self.grown = added
         changed = sorted(

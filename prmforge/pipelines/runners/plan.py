@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from prmforge.pipelines.config import BuildConfig, growth_of, input_domains
+from prmforge.pipelines.config import BuildConfig, Reconfiguration, growth_of, input_domains
 from prmforge.pipelines.engines import WorkerEnv, check_policy
 from prmforge.pipelines.graph import Graph, compose
 from prmforge.pipelines.overlap import run_threads
@@ -54,9 +54,10 @@ class BuildResult:
     shards_run: int
     shards_skipped: int
     manifest: Manifest
-    grown: tuple[str, ...]
+    grown: tuple[str, ...]  # the sources this run added to a finished build
     problems: tuple[str, ...]  # why the build must exit non-zero (no rows, too much quarantined)
     warnings: tuple[str, ...] = ()  # what the user should know (an input range with 0 rows)
+    reconfigured: tuple[str, ...] = ()  # the sections this run changed in place (annotate, fuse, split)
 
 
 def domains_of(config: BuildConfig) -> frozenset[str]:
@@ -140,6 +141,7 @@ class BuildPlan:
     emit: EventSink
     committed_before: int = 0
     warnings: tuple[str, ...] = ()
+    reconfigured: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json")
@@ -166,26 +168,44 @@ def prepare(config: BuildConfig, output: Path, restart: bool, emit: EventSink) -
     build = BuildDir(output)
     hashed = config.hashed()
 
+    changes: list[Reconfiguration] = []
+
     def grow(stored: dict[str, Any]) -> list[str] | None:
         try:
             old = BuildConfig.model_validate(stored).hashed()
         except ValueError:
             return None
-        return growth_of(old, hashed)
+        change = growth_of(old, hashed)
+        if change is None:
+            return None
+        changes.append(change)
+        return list(change.added)
 
     config_json = config.model_dump(mode="json")
     try:
         resumed = build.open(
             config_json, config.content_hash(), len(shards), restart, input_digests(readers), grow
         )
-        grown = tuple(build.grown)
-        if grown:
+        if changes:  # the global stages (and a later resume) read the configuration in build.json
             build.record_config(config_json, config.content_hash())
     except BaseException:
         build.close()  # a refused (or interrupted) run never keeps the directory locked
         raise
+    grown = changes[0].added if changes else ()
+    reconfigured = changes[0].changed if changes else ()
     used = {spec.position for spec in shards}
     warnings = tuple(
         f"inputs.{r.position}: its range holds 0 rows" for r in readers if r.position not in used
     )
-    return BuildPlan(config, graph, build, readers, shards, resumed, grown, emit, warnings=warnings)
+    return BuildPlan(
+        config,
+        graph,
+        build,
+        readers,
+        shards,
+        resumed,
+        grown,
+        emit,
+        warnings=warnings,
+        reconfigured=reconfigured,
+    )

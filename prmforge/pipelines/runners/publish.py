@@ -141,6 +141,7 @@ def finish(plan: BuildPlan, run_id: str, shards_run: int) -> BuildResult:
         shards_skipped=len(plan.shards) - shards_run,
         manifest=manifest,
         grown=plan.grown,
+        reconfigured=plan.reconfigured,
         problems=tuple(gate(plan, manifest)),
         warnings=plan.warnings,
     )
