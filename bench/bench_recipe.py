@@ -3,14 +3,16 @@
 One build of the quickstart's inputs (48 `arith` + 48 GSM8K problems, 4 rollouts each) labels every
 rollout with vanilla MC (N=8 on every step), the exact equation checker and SCAN (self-confidence
 filter, early stop on incorrect rollouts only; SCAN's own error rule, c_t = 0, and GenPRM's relative
-progress, c_t < 0.5 c_{t-1}); then fuses the stored labels offline by several rules (the pure
+progress, c_t < 0.5 c_{t-1}) and the vouch source (completions after the step before the equations'
+first failure, on grounded prefixes); then fuses the stored labels offline by several rules (the pure
 functions of `prmforge.pipelines.fusion`) and scores each against exact truth: first-error F1,
 coverage (rollouts decided) and policy tokens per labelled step.
 
 The default recipe (`configs/recipe.yaml`) is the row that says so. The ratio 0.5 was chosen on this build
 (seed 7); `--seed 8` runs the same rows on other `arith` problems and other rollouts, a held-out
 check. `--streams K` (default 3) adds the default recipe on K more SCAN sources, each drawing its own
-completions: how much SCAN's N=4 noise moves the score. Not a test; the numbers go to the README.
+completions (and a vouch source of its own): how much the N=4 noise moves the score. Not a test; the
+numbers go to the README.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ SOURCES: list[dict[str, Any]] = [
     {"kind": "scan", "n": 4, "ratio": 0.5, "name": "scan4r"},
     {"kind": "scan", "n": 4, "ratio": 0.5, "suspect": "ungrounded", "name": "scan4g"},
     {"kind": "scan", "n": 4, "ratio": 0.5, "suspect": "ungrounded", "suspected": "abstain", "name": "scan4s"},
+    {"kind": "vouch", "of": ["equations"], "n": 2},
 ]
-SCAN_DEFAULT = {k: v for k, v in SOURCES[-1].items() if k != "name"}  # configs/recipe.yaml's SCAN
+SCAN_DEFAULT = {k: v for k, v in SOURCES[-2].items() if k != "name"}  # configs/recipe.yaml's SCAN
+VOUCH_DEFAULT = dict(SOURCES[-1])  # configs/recipe.yaml's vouch
 _SCAN4 = ("equations", "scan4")
 _SCAN4R = ("equations", "scan4r")
 _SCAN4G = ("equations", "scan4g")
@@ -74,7 +78,7 @@ RECIPES: list[tuple[str, str, tuple[str, ...], FusionParams]] = [
         FusionParams(clears=("scan4g",)),
     ),
     (
-        "... SCAN suspect ungrounded (abstain), clears [scan] (the default recipe)",
+        "... SCAN suspect ungrounded (abstain), clears [scan]",
         "earliest",
         _SCAN4S,
         FusionParams(clears=("scan4s",)),
@@ -84,6 +88,12 @@ RECIPES: list[tuple[str, str, tuple[str, ...], FusionParams]] = [
         "earliest",
         _SCAN4S,
         FusionParams(clears=("scan4s",), vouch=("scan4s",)),
+    ),
+    (
+        "... + vouch source, clears [scan], vouch [scan, vouch] (the default recipe)",
+        "earliest",
+        (*_SCAN4S, "vouch"),
+        FusionParams(clears=("scan4s",), vouch=("scan4s", "vouch")),
     ),
 ]
 
@@ -104,10 +114,11 @@ def main() -> None:
     args = parser.parse_args()
     sources, recipes = list(SOURCES), list(RECIPES)
     for k in range(1, args.streams + 1):  # a named source draws its own completions: SCAN's noise
-        sources.append({**SCAN_DEFAULT, "name": f"scan4s-{k}"})
+        sources += [{**SCAN_DEFAULT, "name": f"scan4s-{k}"}, {**VOUCH_DEFAULT, "name": f"vouch-{k}"}]
         recipes.append(
-            (f"the default recipe, SCAN stream {k}", "earliest", ("equations", f"scan4s-{k}"),
-             FusionParams(clears=(f"scan4s-{k}",)))
+            (f"the default recipe, SCAN and vouch stream {k}", "earliest",
+             ("equations", f"scan4s-{k}", f"vouch-{k}"),
+             FusionParams(clears=(f"scan4s-{k}",), vouch=(f"scan4s-{k}", f"vouch-{k}")))
         )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "build"

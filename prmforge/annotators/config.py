@@ -83,6 +83,11 @@ class AnnotatorConfig(BaseModel, ABC):
         kind: str = getattr(self, "kind")  # noqa: B009 - every subclass declares its Literal kind
         return self.name or kind
 
+    def reads_labels_of(self) -> tuple[str, ...]:
+        """Earlier sources whose labels this method reads (its stage depends on theirs; the built
+        annotator then offers ``annotate_given``); none by default."""
+        return ()
+
     def refuse(self, inputs: Sequence[object]) -> str | None:
         """Why this source cannot label some of ``inputs`` although it supports their domain (None: it can).
 

@@ -18,6 +18,7 @@ from prmforge.annotators.omegaprm_config import OmegaPRMConfig
 from prmforge.annotators.prm_config import PRMConfig
 from prmforge.annotators.scan_config import ScanConfig
 from prmforge.annotators.tool import ToolAnnotator
+from prmforge.annotators.vouch_config import VouchConfig
 from prmforge.schemas.config import CodeSuite, SamplingConfig
 from prmforge.schemas.seeds import derive_seed
 from prmforge.verifiers.answer import AnswerGrader
@@ -183,6 +184,7 @@ AnnotatorKind = Annotated[
     MonteCarloConfig
     | OmegaPRMConfig
     | ScanConfig
+    | VouchConfig
     | EquationsConfig
     | Z3Config
     | CompileTestConfig

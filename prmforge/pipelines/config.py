@@ -189,12 +189,15 @@ class BuildConfig(Strict):
         """A source skips what earlier sources decided: they must come before it in `annotate:`."""
         names = [a.source for a in self.annotate]
         for position, annotator in enumerate(self.annotate):
-            for earlier in annotator.defer_to:
+            needs = [("defer_to", e) for e in annotator.defer_to] + [
+                ("of", e) for e in annotator.reads_labels_of()
+            ]
+            for field, earlier in needs:
                 if earlier not in names[:position]:
                     where = "is not an annotator" if earlier not in names else "comes after it"
                     raise ValueError(
-                        f"annotate.{position}.defer_to: {earlier!r} {where}; list the sources a "
-                        "cascade defers to before the one that skips"
+                        f"annotate.{position}.{field}: {earlier!r} {where}; list the sources a "
+                        "cascade reads before the one that reads them"
                     )
         return self
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from conftest import PolicyCalls, committed, small_config
 
+from prmforge.annotators.vouch_config import ungrounded_before
 from prmforge.pipelines.fusion import FusionParams, fuse
 from prmforge.pipelines.fusion_rules import min_form
 from prmforge.pipelines.runners.local import LocalRunner
@@ -371,3 +372,68 @@ def test_build_wide_reliabilities_from_stats_then_fused_again_in_place(
     assert fused_again.content_hash == fresh.content_hash
     fused: list[FusedLabels] = committed(root, "stages/fuse/", "fused")
     assert {f.rule for f in fused} == {"weighted"}
+
+
+def test_the_vouch_source_in_a_build(tmp_path: Path) -> None:
+    """`kind: vouch` reads the equations' labels: it spends completions only on rollouts with an
+    equations error after step 0 and a grounded prefix, vouches (first error = the equations') or
+    abstains with why; `vouch: [scan, vouch]` then keeps exactly the equations errors
+    after step 0 that SCAN or it decided. The card names it."""
+    scan = {"kind": "scan", "n": 4, "ratio": 0.5, "suspect": "ungrounded", "suspected": "abstain"}
+    config = small_config(
+        inputs=[{"kind": "arith", "count": 48, "min_steps": 4, "max_steps": 9}],
+        generate={"rollouts_per_problem": 4},
+        annotate=[{"kind": "equations"}, scan, {"kind": "vouch", "of": ["equations"], "n": 2}],
+        fuse={"rule": "earliest", "clears": ["scan"], "vouch": ["scan", "vouch"]},
+    )
+    LocalRunner().run(config, tmp_path / "b")
+    eq = {lab.rollout_id: lab for lab in committed(tmp_path / "b", "stages/annotate-equations/", "labels")}
+    vouched = {lab.rollout_id: lab for lab in committed(tmp_path / "b", "stages/annotate-vouch/", "labels")}
+    fused: list[FusedLabels] = committed(tmp_path / "b", "stages/fuse/", "fused")
+    problems = {p.problem_id: p for p in committed(tmp_path / "b", "stages/load/", "problem")}
+    rollouts = {r.rollout_id: r for r in committed(tmp_path / "b", "stages/generate/", "rollout")}
+    assert len(vouched) == len(fused) == 192
+    seen = {"vouched": 0, "open": 0}
+    for f in fused:
+        e, v = eq[f.rollout_id], vouched[f.rollout_id]
+        votes = {vote.source: vote.first_error for vote in f.votes}
+        if e.first_error is None or e.first_error <= 0:
+            assert v.first_error is None
+            assert v.cost.completions == 0
+            continue
+        k = e.first_error
+        rollout = rollouts[f.rollout_id]
+        ungrounded = ungrounded_before(problems[rollout.problem_id], rollout, k)
+        if ungrounded is not None:
+            assert v.first_error is None
+            assert v.meta["abstained"].startswith(f"step {ungrounded} computes with a number")
+            assert v.cost.completions == 0
+        elif v.first_error is not None:
+            seen["vouched"] += 1
+            assert (v.first_error, v.hard[:k], v.hard[k], v.cost.completions) == (k, (True,) * k, False, 2)
+        else:
+            seen["open"] += 1
+            assert v.meta["abstained"].startswith(f"no completion after step {k - 1} reached the answer")
+            assert v.cost.completions == 2
+        if votes["scan"] is None and f.first_error is not None and f.first_error > 0:
+            assert v.first_error == f.first_error  # kept only because vouch decided it
+    assert all(n > 0 for n in seen.values()), seen
+    card = (tmp_path / "b" / "README.md").read_text()
+    assert "Vouching for the steps before equations's first failure at step k > 0" in card
+    assert "an error after step 0 is kept only when `scan`, `vouch` decided the rollout" in card
+
+
+@pytest.mark.parametrize(
+    ("annotate", "message"),
+    [
+        (
+            [{"kind": "vouch", "of": ["equations"]}, {"kind": "equations"}],
+            "annotate.0.of: 'equations' comes after it",
+        ),
+        ([{"kind": "equations"}, {"kind": "vouch", "of": ["z3"]}], "annotate.1.of: 'z3' is not an annotator"),
+    ],
+)
+def test_vouch_reads_only_earlier_sources(annotate: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        small_config(annotate=annotate, fuse={"rule": "earliest"})
+    assert message in str(info.value)

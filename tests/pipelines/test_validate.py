@@ -96,7 +96,7 @@ def test_combinations_that_label_nothing_are_refused(
         ),
         (
             {"annotate": [{"kind": "equation"}]},
-            "annotate.0: unknown kind 'equation'; allowed: mc, omegaprm, scan, equations, z3, compile-test, "
+            "annotate.0: unknown kind 'equation'; allowed: mc, omegaprm, scan, vouch, equations, z3, compile-test, "
             "lsp-reward, judge, prm; did you mean 'equations'?",
         ),
         (

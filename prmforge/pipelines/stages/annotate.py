@@ -52,11 +52,12 @@ class AnnotateStage(Stage):
         *,
         model_policy: bool = False,
     ) -> None:
-        earlier = tuple(stage_name(s) for s in spec.defer_to)
-        labels: tuple[RecordKind, ...] = tuple("labels" for _ in earlier)
+        self.earlier = tuple(stage_name(s) for s in spec.defer_to)
+        self.given = {stage_name(s): s for s in spec.reads_labels_of()}  # stage -> source it reads
+        inputs = tuple(dict.fromkeys((*self.earlier, *self.given)))
+        labels: tuple[RecordKind, ...] = tuple("labels" for _ in inputs)
         self.reads = ("rollout", "problem", *labels)  # type: ignore[misc,assignment]  # one per earlier source
-        super().__init__(stage_name(spec.source), ("generate", "load", *earlier), config)
-        self.earlier = earlier
+        super().__init__(stage_name(spec.source), ("generate", "load", *inputs), config)
         if spec.continues_prefixes or spec.samples_a_model:  # MC and judges hold a model engine
             self.resources = Resources(holds_engine=True)  # type: ignore[misc]
         self.spec = spec
@@ -117,7 +118,12 @@ class AnnotateStage(Stage):
                 results[rollout.rollout_id] = abstention(self.spec.source, rollout, reason)
         if todo:
             annotator = self._annotator().annotator
-            for labels in annotator.annotate(problems, todo):
+            if self.given:  # a method that reads earlier sources' labels (vouch)
+                earlier = {src: {lab.rollout_id: lab for lab in side[st]} for st, src in self.given.items()}
+                labelled = annotator.annotate_given(problems, todo, earlier)  # type: ignore[attr-defined]
+            else:
+                labelled = annotator.annotate(problems, todo)
+            for labels in labelled:
                 results[labels.rollout_id] = labels
             trees = getattr(annotator, "trees", None)  # a search annotator's trees are data too
             if trees:
