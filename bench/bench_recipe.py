@@ -40,10 +40,20 @@ SOURCES: list[dict[str, Any]] = [
     {"kind": "scan", "n": 4, "ratio": 0.5, "name": "scan4r"},
     {"kind": "scan", "n": 4, "ratio": 0.5, "suspect": "ungrounded", "name": "scan4g"},
     {"kind": "scan", "n": 4, "ratio": 0.5, "suspect": "ungrounded", "suspected": "abstain", "name": "scan4s"},
+    {
+        "kind": "scan",
+        "n": 4,
+        "ratio": 0.5,
+        "suspect": "ungrounded",
+        "suspected": "abstain",
+        "confirm": True,
+        "name": "scan4c",
+    },
     {"kind": "vouch", "of": ["equations"], "n": 2},
+    {"kind": "vouch", "of": ["equations"], "n": 1, "defer_to": ["scan4c"], "name": "vouchc"},
 ]
-SCAN_DEFAULT = {k: v for k, v in SOURCES[-2].items() if k != "name"}  # configs/recipe.yaml's SCAN
-VOUCH_DEFAULT = dict(SOURCES[-1])  # configs/recipe.yaml's vouch
+SCAN_DEFAULT = {k: v for k, v in SOURCES[-3].items() if k != "name"}  # configs/recipe.yaml's SCAN (confirm)
+VOUCH_DEFAULT = {k: v for k, v in SOURCES[-1].items() if k not in ("name", "defer_to")}  # and its vouch
 _SCAN4 = ("equations", "scan4")
 _SCAN4R = ("equations", "scan4r")
 _SCAN4G = ("equations", "scan4g")
@@ -90,10 +100,17 @@ RECIPES: list[tuple[str, str, tuple[str, ...], FusionParams]] = [
         FusionParams(clears=("scan4s",), vouch=("scan4s",)),
     ),
     (
-        "... + vouch source, clears [scan], vouch [scan, vouch] (the default recipe)",
+        "... + vouch source, clears [scan], vouch [scan, vouch]",
         "earliest",
         (*_SCAN4S, "vouch"),
         FusionParams(clears=("scan4s",), vouch=("scan4s", "vouch")),
+    ),
+    (
+        "... SCAN confirm, + vouch (defer_to [scan]), clears [scan], vouch [scan, vouch] "
+        "(the default recipe)",
+        "earliest",
+        ("equations", "scan4c", "vouchc"),
+        FusionParams(clears=("scan4c",), vouch=("scan4c", "vouchc")),
     ),
 ]
 
@@ -114,7 +131,10 @@ def main() -> None:
     args = parser.parse_args()
     sources, recipes = list(SOURCES), list(RECIPES)
     for k in range(1, args.streams + 1):  # a named source draws its own completions: SCAN's noise
-        sources += [{**SCAN_DEFAULT, "name": f"scan4s-{k}"}, {**VOUCH_DEFAULT, "name": f"vouch-{k}"}]
+        sources += [
+            {**SCAN_DEFAULT, "name": f"scan4s-{k}"},
+            {**VOUCH_DEFAULT, "name": f"vouch-{k}", "defer_to": [f"scan4s-{k}"]},
+        ]
         recipes.append(
             (f"the default recipe, SCAN and vouch stream {k}", "earliest",
              ("equations", f"scan4s-{k}", f"vouch-{k}"),

@@ -102,6 +102,7 @@ class _Case:
     suspect: int | None = None  # a correct rollout rolled out through this step (None: not suspected)
     rolled: list[float] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
+    confirmed: list[int] = field(default_factory=list)  # steps estimated twice (``confirm``)
     completions: int = 0
     tokens: int = 0
     prompt_tokens: int = 0
@@ -132,6 +133,10 @@ class ScanAnnotator:
             every correct rollout is all positive for free.
         suspected: what a suspected correct rollout gets: ``"rollout"`` (located by completions) or
             ``"abstain"`` (no labels, no cost).
+        confirm: (beyond SCAN; needs ``ratio`` > 0) a step the ratio rule flags while its count is
+            above 0 is estimated again with ``n`` more completions (seed label ``"scan-confirm"``);
+            the pooled estimate over 2n decides, and the search goes on when it is no error. A
+            count of 0 is not re-estimated. ``meta["confirmed"]`` lists those steps.
 
     ``meta`` of every rollout: ``sc``, ``confidence``, ``distance``, ``ratio``, ``n``,
     ``last_step_from_outcome``, ``steps_rolled``, ``correct_counts`` (None for a step not rolled
@@ -155,6 +160,7 @@ class ScanAnnotator:
         ratio: float = 0.0,
         suspect: Suspect | None = None,
         suspected: Literal["rollout", "abstain"] = "rollout",
+        confirm: bool = False,
     ) -> None:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
@@ -164,7 +170,10 @@ class ScanAnnotator:
             raise ValueError(f"distance must be >= 0, got {distance}")
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+        if confirm and ratio == 0:
+            raise ValueError("confirm re-estimates a step the ratio rule flagged above 0: it needs ratio > 0")
         self._ratio = ratio
+        self._confirm = confirm
         self._suspect = suspect
         self._suspected_rollout = suspected == "rollout"
         self._policy = policy
@@ -212,7 +221,7 @@ class ScanAnnotator:
             )
         ]
         while due := [(c, t) for c in active if (t := self._next(c)) is not None]:
-            self._run(due)  # one round: step t of every still-active rollout (all share the same t)
+            self._run(due)  # one round: the next step of every still-active rollout (or a confirmation)
         return [self._finish(c, outcomes[c.rollout.problem_id]) for c in cases]
 
     @staticmethod
@@ -235,7 +244,24 @@ class ScanAnnotator:
             limit = min(case.suspect, self._steps(case) - 2) + 1
         else:
             limit = self._steps(case) - 1 if self._last_from_outcome else self._steps(case)
-        return next_rollout_step(case.rolled, limit, case.sc, self._ratio)
+        step = next_rollout_step(case.rolled, limit, case.sc, self._ratio)
+        if step is None and self._confirm_due(case):  # once per rollout: it is scheduled now
+            case.confirmed.append(len(case.rolled) - 1)
+            return len(case.rolled) - 1
+        return step
+
+    def _confirm_due(self, case: _Case) -> bool:
+        """``confirm``: the search stopped at step j because the ratio rule flagged an estimate above 0
+        (a fall, not a zero) that was estimated once: it is estimated again with n more completions,
+        pooled over 2n, and the search goes on past j when the pooled estimate is no error."""
+        j = len(case.rolled) - 1
+        return (
+            self._confirm
+            and j >= 0
+            and j not in case.confirmed
+            and case.counts[j] > 0
+            and error_step(case.rolled, case.sc, self._ratio) == j
+        )
 
     def _run(self, jobs: Sequence[tuple[_Case, int]]) -> None:
         """Roll out every ``(rollout, step)`` of ``jobs`` in calls of ``requests_per_call``, grading each
@@ -248,13 +274,20 @@ class ScanAnnotator:
             prefix=case.rollout.steps[: step + 1],
             n=self._n,
             sampling=self._sampling,
-            seed=scan_step_seed(self._seed, case.rollout.rollout_id, step),
+            seed=scan_step_seed(self._seed, case.rollout.rollout_id, step)
+            if step >= len(case.rolled)
+            else derive_seed("scan-confirm", self._seed, case.rollout.rollout_id, step, bits=_SEED_BITS),
         )
 
     def _record(self, case: _Case, step: int, estimate: Estimate) -> None:
-        """Record one step's estimate, its tokens and its share of the call's time."""
-        case.rolled.append(mc_value(estimate.correct, self._n))
-        case.counts.append(estimate.correct)
+        """Record one step's estimate (pooled with the first for a confirmation), its tokens and its
+        share of the call's time."""
+        if step < len(case.rolled):
+            case.counts[step] += estimate.correct
+            case.rolled[step] = mc_value(case.counts[step], 2 * self._n)
+        else:
+            case.rolled.append(mc_value(estimate.correct, self._n))
+            case.counts.append(estimate.correct)
         case.ungraded += estimate.ungraded
         case.completions += estimate.completions
         case.tokens += estimate.tokens
@@ -294,6 +327,8 @@ class ScanAnnotator:
         }
         if case.suspect is not None:
             meta["suspect"] = case.suspect
+        if self._confirm:
+            meta["confirmed"] = list(case.confirmed)  # their correct_counts are out of 2n
         cost = Cost(
             completions=case.completions,
             generated_tokens=case.tokens,

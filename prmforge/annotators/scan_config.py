@@ -6,9 +6,9 @@ within 2 steps before the predicted error); see :mod:`prmforge.annotators.scan`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltAnnotator
 from prmforge.annotators.scan import ScanAnnotator, Suspect
@@ -67,10 +67,34 @@ class ScanConfig(AnnotatorConfig):
         "(a fall in value there is its error, none keeps it correct); abstain leaves it unlabelled at no "
         "cost (few completions place a hidden error poorly)",
     )
+    confirm: bool = Field(
+        False,
+        description="with ratio > 0: a step the ratio rule flags while some completions still reach the "
+        "answer (a fall, not a zero) is estimated again with n more completions; the pooled 2n decide, "
+        "and the search goes on past it when they show no error (N=4 estimates are noisy)",
+    )
     last_step_from_outcome: bool = Field(
         True, description="an incorrect rollout's last step is 0 from its outcome, without completions"
     )
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="sampling of completions")
+
+    @model_serializer(mode="wrap")
+    def _unset_confirm_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``confirm`` is dumped only when on: a config that leaves it keeps its config hash (and its
+        stage's), so builds made before the option existed resume."""
+        data: dict[str, Any] = handler(self)
+        if data.get("confirm") is False:
+            del data["confirm"]
+        return data
+
+    @model_validator(mode="after")
+    def _confirm_needs_a_ratio(self) -> ScanConfig:
+        if self.confirm and self.ratio == 0:
+            raise ValueError(
+                "confirm: needs ratio > 0 (SCAN's own rule flags only estimates of 0, which are not "
+                "re-estimated)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sees_every_rollout(self) -> ScanConfig:
@@ -98,6 +122,7 @@ class ScanConfig(AnnotatorConfig):
                 ratio=self.ratio,
                 suspect=self._suspect(),
                 suspected=self.suspected,
+                confirm=self.confirm,
             )
         )
 
@@ -128,5 +153,10 @@ class ScanConfig(AnnotatorConfig):
             f"SCAN self-denoising Monte Carlo: questions whose rollouts are less than {self.confidence:g} "
             f"correct are dropped; N={self.n} completions per step of each incorrect rollout, stopping at "
             f"{rule}; soft labels min(1, c/SC) within {self.distance} steps before it."
+            + (
+                " A fall that some completions survive is estimated again with N more before it counts."
+                if self.confirm
+                else ""
+            )
             + self._suspect_sentence()
         )

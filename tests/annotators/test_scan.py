@@ -627,3 +627,61 @@ def test_scan_refuses_a_cascade_that_would_hide_rollouts_from_its_self_confidenc
                 "fuse": {"rule": "earliest"},
             }
         )
+
+
+class _Recount(CannedPolicy):
+    """CannedPolicy whose confirmation requests (seed label ``scan-confirm``) follow a second script."""
+
+    def __init__(self, first: dict[str, list[int]], again: dict[str, list[int]]) -> None:
+        super().__init__(GOLDS, first)
+        self._again = CannedPolicy(GOLDS, again)
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        self.batches.append(list(requests))
+        confirm = {derive_seed("scan-confirm", 3, "w", t, bits=31) for t in range(8)}
+        return [self._again._one(r) if r.seed in confirm else self._one(r) for r in requests]
+
+
+def test_confirm_estimates_a_surviving_fall_again_and_goes_on_when_it_was_noise() -> None:
+    """SC = 3/4, ratio 0.5. Step 1 first counts 1 of 4 (0.25 < 0.5 x 1.0: a fall some completion
+    survives): estimated again, 4 of 4 -> pooled 5/8 = 0.625, no error; the search goes on to step 2
+    (0 of 4): the error is at 2. A confirmation that counts 1 again keeps the error at 1 (2/8)."""
+    rollouts = [*_question("p1", [True, True, True]), _rollout("w", "p1", 5, outcome=False)]
+    noise = _Recount({"Q-p1": [4, 1, 0, 4]}, {"Q-p1": [4, 4, 4, 4]})
+    wrong = _scan(noise, ratio=0.5, confirm=True).annotate(PROBLEMS, rollouts)[-1]
+    assert [[(len(r.prefix), r.seed) for r in batch] for batch in noise.batches] == [
+        [(1, scan_step_seed(3, "w", 0))],
+        [(2, scan_step_seed(3, "w", 1))],
+        [(2, derive_seed("scan-confirm", 3, "w", 1, bits=31))],
+        [(3, scan_step_seed(3, "w", 2))],
+    ]
+    assert wrong.first_error == 2
+    assert wrong.hard == (True, True, False, False, False)
+    assert wrong.meta["correct_counts"] == [4, 5, 0, None, None]
+    assert wrong.meta["mc_values"] == [1.0, 0.625, 0.0, None, None]
+    assert (wrong.meta["confirmed"], wrong.cost.completions) == ([1], 16)
+    real = _Recount({"Q-p1": [4, 1, 0, 4]}, {"Q-p1": [4, 1, 4, 4]})
+    kept = _scan(real, ratio=0.5, confirm=True).annotate(PROBLEMS, rollouts)[-1]
+    assert (kept.first_error, kept.meta["correct_counts"][:2], kept.meta["confirmed"]) == (1, [4, 2], [1])
+    assert kept.cost.completions == 12
+    # A count of 0 is SCAN's own error: never estimated again.
+    zero = _Recount({"Q-p1": [4, 0, 0, 4]}, {"Q-p1": [4, 4, 4, 4]})
+    stop = _scan(zero, ratio=0.5, confirm=True).annotate(PROBLEMS, rollouts)[-1]
+    assert (stop.first_error, stop.meta["confirmed"], stop.cost.completions) == (1, [], 8)
+    # Off (the default), the first count decides and meta has no "confirmed".
+    plain = _scan(_Recount({"Q-p1": [4, 1, 0, 4]}, {"Q-p1": [4, 4, 4, 4]}), ratio=0.5).annotate(
+        PROBLEMS, rollouts
+    )[-1]
+    assert (plain.first_error, "confirmed" in plain.meta) == (1, False)
+
+
+def test_confirm_needs_a_ratio_and_leaves_the_config_hash_when_off() -> None:
+    with pytest.raises(ValueError, match="confirm re-estimates a step the ratio rule flagged above 0"):
+        _scan(CannedPolicy(GOLDS, {}), confirm=True)
+    with pytest.raises(ValidationError, match="confirm: needs ratio > 0"):
+        ScanConfig(confirm=True)
+    assert "confirm" not in ScanConfig(ratio=0.5).model_dump()
+    assert ScanConfig(ratio=0.5, confirm=True).model_dump()["confirm"] is True
+    on = ScanConfig(ratio=0.5, confirm=True)
+    assert "A fall that some completions survive is estimated again with N more" in on.card_sentence()
+    assert on.build(_context(CannedPolicy(GOLDS, {}))).annotator._confirm is True

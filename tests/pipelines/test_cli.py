@@ -56,8 +56,8 @@ def test_validate_accepts_the_quickstart() -> None:
         ({"annotate": {"mc": {"n": 8}}}, "annotate: must be a list (got a mapping)"),
         (
             {"annotate": [{"n": 8}]},
-            "annotate.0: needs a 'kind' (one of mc, omegaprm, scan, vouch, equations, z3, compile-test, lsp-reward, "
-            "judge, prm)",
+            "annotate.0: needs a 'kind' (one of mc, omegaprm, scan, vouch, equations, z3, compile-test, "
+            "lsp-reward, judge, prm)",
         ),
         ({"inputs": []}, "inputs: must have at least 1 item (got 0)"),
         (

@@ -96,8 +96,8 @@ def test_combinations_that_label_nothing_are_refused(
         ),
         (
             {"annotate": [{"kind": "equation"}]},
-            "annotate.0: unknown kind 'equation'; allowed: mc, omegaprm, scan, vouch, equations, z3, compile-test, "
-            "lsp-reward, judge, prm; did you mean 'equations'?",
+            "annotate.0: unknown kind 'equation'; allowed: mc, omegaprm, scan, vouch, equations, z3, "
+            "compile-test, lsp-reward, judge, prm; did you mean 'equations'?",
         ),
         (
             {"fuse": {"rule": "earlist"}},
