@@ -62,3 +62,51 @@ def test_a_local_session_restores_the_authentication_environment_for_a_later_ray
             ray.shutdown()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_local_ray_whose_raylet_did_not_register_is_started_once_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ray's fixed 30 s wait for the raylet can run out on a loaded machine (seen in CI): the first
+    ray.init raises Ray's own startup exception (a stand-in for that failure, which cannot be caused
+    on demand), the session shuts the half-started Ray down and starts a real one; any other error
+    is raised at once."""
+    import prmforge.pipelines.runners.ray_session as session
+
+    assert not ray.is_initialized()
+    tmp = Path(tempfile.mkdtemp(prefix="pfray-", dir="/tmp"))
+    real_init = ray.init
+    calls: list[str] = []
+
+    def flaky_init(*args: object, **kwargs: object) -> object:
+        calls.append("init")
+        if len(calls) == 1:
+            raise Exception(
+                "The current node timed out during startup. This could happen because some of the "
+                "raylet failed to startup or the GCS has become overloaded."
+            )
+        return real_init(*args, **kwargs)
+
+    try:
+        monkeypatch.setenv("RAY_TMPDIR", str(tmp))
+        monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        for var in AUTH_VARS:
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setattr(session.ray, "init", flaky_init)
+        with ray_session(None):
+            assert ray.get(Echo.remote().double.remote(5), timeout=60) == 10
+        assert (calls, ray.is_initialized()) == (["init", "init"], False)
+        calls.clear()
+
+        def broken_init(*args: object, **kwargs: object) -> object:
+            calls.append("init")
+            raise Exception("something else")
+
+        monkeypatch.setattr(session.ray, "init", broken_init)
+        with pytest.raises(Exception, match="something else"), ray_session(None):
+            pass
+        assert calls == ["init"]
+        assert {v: os.environ.get(v) for v in AUTH_VARS} == dict.fromkeys(AUTH_VARS)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
