@@ -22,3 +22,19 @@ class Annotator(Protocol):
     def name(self) -> str: ...
 
     def annotate(self, problems: Mapping[str, Problem], rollouts: Sequence[Rollout]) -> list[StepLabels]: ...
+
+
+@runtime_checkable
+class LabelReader(Annotator, Protocol):
+    """An annotator that also reads the labels earlier sources gave the same rollouts (vouch).
+
+    ``earlier[source][rollout_id]`` holds the labels of each source its config's
+    ``reads_labels_of`` names (a rollout a source quarantined is absent).
+    """
+
+    def annotate_given(
+        self,
+        problems: Mapping[str, Problem],
+        rollouts: Sequence[Rollout],
+        earlier: Mapping[str, Mapping[str, StepLabels]],
+    ) -> list[StepLabels]: ...

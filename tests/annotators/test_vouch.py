@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from test_mc import GOLDS, PROBLEMS, CannedPolicy, ExactGrader, _rollout
 
-from prmforge.annotators.base import Annotator
+from prmforge.annotators.base import Annotator, LabelReader
 from prmforge.annotators.mc import step_seed
 from prmforge.annotators.vouch import VouchAnnotator, checked_error
 from prmforge.annotators.vouch_config import VouchConfig, ungrounded_before
@@ -29,6 +29,7 @@ def test_is_an_annotator_and_without_labels_abstains_on_everything() -> None:
     policy = CannedPolicy(GOLDS, {})
     annotator = _vouch(policy)
     assert isinstance(annotator, Annotator)
+    assert isinstance(annotator, LabelReader)  # the stage hands it the earlier sources' labels
     assert annotator.name == "vouch"
     (only,) = annotator.annotate(PROBLEMS, [_rollout("a", "p1", 3, False)])
     assert (only.first_error, only.hard, only.meta["abstained"]) == (

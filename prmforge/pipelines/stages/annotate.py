@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from prmforge.annotators.base import LabelReader
 from prmforge.annotators.config import AnnotatorConfig, AnnotatorContext, BuiltAnnotator
 from prmforge.pipelines.stage import RecordKind, Resources, RowResult, Stage
 from prmforge.pipelines.stages.load import IMPORTED
@@ -119,8 +120,10 @@ class AnnotateStage(Stage):
         if todo:
             annotator = self._annotator().annotator
             if self.given:  # a method that reads earlier sources' labels (vouch)
+                if not isinstance(annotator, LabelReader):
+                    raise TypeError(f"{self.name}: its config reads earlier labels, its annotator cannot")
                 earlier = {src: {lab.rollout_id: lab for lab in side[st]} for st, src in self.given.items()}
-                labelled = annotator.annotate_given(problems, todo, earlier)  # type: ignore[attr-defined]
+                labelled = annotator.annotate_given(problems, todo, earlier)
             else:
                 labelled = annotator.annotate(problems, todo)
             for labels in labelled:
