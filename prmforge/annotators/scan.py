@@ -245,7 +245,7 @@ class ScanAnnotator:
         else:
             limit = self._steps(case) - 1 if self._last_from_outcome else self._steps(case)
         step = next_rollout_step(case.rolled, limit, case.sc, self._ratio)
-        if step is None and self._confirm_due(case):  # once per rollout: it is scheduled now
+        if step is None and self._confirm_due(case):  # once per step: it is scheduled now
             case.confirmed.append(len(case.rolled) - 1)
             return len(case.rolled) - 1
         return step

@@ -164,13 +164,19 @@ def print_reliability(r: dict[str, Any]) -> None:
     refs = ", ".join(r["references"])
     table = Table(
         title=f"reliability over the whole build (on the steps {refs} are certain of)",
-        caption="p: agreement under a Beta(1, 1) prior; paste the lines below into the config and rerun "
-        "the build: it is fused again in place",
+        caption="p: agreement under a Beta(1, 1) prior; set `rule` and `reliability` of the config's "
+        "`fuse:` as below (its other settings stay) and rerun the build: it is fused again in place",
     )
     for col in ("source", "agreed", "compared", "p"):
         table.add_column(col, justify="right")
     for name, v in r["sources"].items():
         table.add_row(name, str(v["agreed"]), str(v["compared"]), _fmt(v["p"]))
     console.print(table)
-    given = ", ".join(f"{name}: {v['p']}" for name, v in r["sources"].items())
-    console.print(f"fuse:\n  rule: weighted\n  reliability: {{{given}}}", highlight=False, soft_wrap=True)
+    given = [f"{name}: {v['p']}" for name, v in r["sources"].items()]
+    given += [f"{name}: 0.99" for name in r["references"]]  # a reference's own: the user's to give
+    note = f"  # {refs}: the references, 0.99 assumed (an exact checker); give your own"
+    console.print(
+        f"fuse:\n  rule: weighted\n  reliability: {{{', '.join(given)}}}{note}",
+        highlight=False,
+        soft_wrap=True,
+    )

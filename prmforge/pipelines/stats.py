@@ -186,8 +186,9 @@ def summarize(root: Path) -> dict[str, Any]:
 def build_reliability(root: Path, references: Sequence[str]) -> dict[str, Any]:
     """Each other source's reliability over the whole build, on the steps ``references`` are certain
     of (:func:`~prmforge.pipelines.fusion_rules.estimate_reliability`; a build's ``weighted`` rule with
-    ``reliability_from`` estimates per shard). ``fuse.reliability`` takes the ``p`` values as given,
-    and changing ``fuse:`` refuses nothing: the build is fused again in place, with no generation."""
+    ``reliability_from`` estimates per shard). ``p`` is rounded to 4 places inside (0, 1), as
+    ``fuse.reliability`` takes it (the references' own are the user's to give); changing ``fuse:``
+    refuses nothing: the build is fused again in place, with no generation."""
     from prmforge.pipelines.fusion_rules import estimate_reliability
 
     build = BuildDir(root)
@@ -207,7 +208,7 @@ def build_reliability(root: Path, references: Sequence[str]) -> dict[str, Any]:
         "references": list(references),
         "rollouts": len(groups),
         "sources": {
-            name: {"agreed": r.agreed, "compared": r.compared, "p": round(r.p, 4)}
+            name: {"agreed": r.agreed, "compared": r.compared, "p": min(max(round(r.p, 4), 0.0001), 0.9999)}
             for name, r in sorted(estimated.items())
         },
     }

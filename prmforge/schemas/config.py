@@ -186,7 +186,8 @@ class FuseConfig(Strict):
         "mean",
         description="the trained soft `scores`: mean, per step the mean of the sources' values (`single`: "
         "its source's); min_form, min-form credit (PURE): a step's score is the least of those from it "
-        "on, so later evidence lowers earlier steps and step 0 holds the rollout's min score",
+        "on, so later evidence lowers earlier steps and step 0 holds the rollout's min score (PROF, "
+        "when on, reads these scores)",
     )
 
     @model_serializer(mode="wrap")

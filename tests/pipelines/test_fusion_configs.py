@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import PolicyCalls, committed, small_config
 
 from prmforge.annotators.vouch_config import ungrounded_before
@@ -358,13 +359,16 @@ def test_build_wide_reliabilities_from_stats_then_fused_again_in_place(
     }
     table = CliRunner().invoke(app, ["stats", str(root), "--reliability-from", "equations"])
     assert table.exit_code == 0, table.output
-    assert f"reliability: {{mc: {round(expected.p, 4)}}}" in table.output
+    assert f"reliability: {{mc: {round(expected.p, 4)}, equations: 0.99}}" in table.output
     bad = CliRunner().invoke(app, ["stats", str(root), "--reliability-from", "z3"])
     assert bad.exit_code == 1
     assert "--reliability-from: ['z3'] named; the build's sources are mc, equations" in " ".join(
         bad.output.split()
     )
-    weighted = {"rule": "weighted", "reliability": {"equations": 0.99, "mc": round(expected.p, 4)}}
+    # The printed lines, as they are, make a valid `fuse:`.
+    printed = next(line for line in table.output.splitlines() if "reliability: {" in line)
+    weighted = {"rule": "weighted", **yaml.safe_load(printed)}
+    assert weighted["reliability"] == {"mc": round(expected.p, 4), "equations": 0.99}
     policy_calls.reset()
     fused_again = LocalRunner().run(small_config(annotate=TWO, fuse=weighted), root)
     assert (fused_again.reconfigured, policy_calls.calls) == (("fuse",), 0)

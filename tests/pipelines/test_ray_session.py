@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -68,23 +70,27 @@ def test_a_local_ray_whose_raylet_did_not_register_is_started_once_more(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Ray's fixed 30 s wait for the raylet can run out on a loaded machine (seen in CI): the first
-    ray.init raises Ray's own startup exception (a stand-in for that failure, which cannot be caused
-    on demand), the session shuts the half-started Ray down and starts a real one; any other error
-    is raised at once."""
+    ray.init starts a process (tagged with the session, as Ray's are) and raises Ray's own startup
+    exception (a stand-in for that failure, which cannot be caused on demand); the session kills what
+    the first attempt started and starts a real Ray; any other error is raised at once."""
     import prmforge.pipelines.runners.ray_session as session
 
     assert not ray.is_initialized()
     tmp = Path(tempfile.mkdtemp(prefix="pfray-", dir="/tmp"))
     real_init = ray.init
     calls: list[str] = []
+    leftovers: list[subprocess.Popen[bytes]] = []
+    at_second: list[int | None] = []
 
     def flaky_init(*args: object, **kwargs: object) -> object:
         calls.append("init")
-        if len(calls) == 1:
+        if len(calls) == 1:  # a first attempt leaves a process of its own, tagged as Ray's are
+            leftovers.append(subprocess.Popen(["sleep", "120"]))
             raise Exception(
                 "The current node timed out during startup. This could happen because some of the "
                 "raylet failed to startup or the GCS has become overloaded."
             )
+        at_second.append(leftovers[0].poll())  # the first attempt's process, when the second starts
         return real_init(*args, **kwargs)
 
     try:
@@ -95,6 +101,7 @@ def test_a_local_ray_whose_raylet_did_not_register_is_started_once_more(
             monkeypatch.delenv(var, raising=False)
         monkeypatch.setattr(session.ray, "init", flaky_init)
         with ray_session(None):
+            assert at_second == [-signal.SIGKILL]  # killed before the second start
             assert ray.get(Echo.remote().double.remote(5), timeout=60) == 10
         assert (calls, ray.is_initialized()) == (["init", "init"], False)
         calls.clear()
@@ -109,4 +116,7 @@ def test_a_local_ray_whose_raylet_did_not_register_is_started_once_more(
         assert calls == ["init"]
         assert {v: os.environ.get(v) for v in AUTH_VARS} == dict.fromkeys(AUTH_VARS)
     finally:
+        for proc in leftovers:
+            proc.kill()
+            proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)

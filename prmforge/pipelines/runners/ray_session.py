@@ -60,7 +60,7 @@ def ray_session(address: str | None) -> Iterator[None]:
             reaper, session = _start_reaper()
             os.environ[SESSION_VAR] = session  # inherited by exactly the processes ray.init starts
             try:
-                _start_local(options)
+                _start_local(options, session)
             finally:
                 os.environ.pop(SESSION_VAR, None)
         else:
@@ -84,9 +84,11 @@ def ray_session(address: str | None) -> Iterator[None]:
         _end_session(reaper, auth)
 
 
-def _start_local(options: dict[str, Any]) -> None:
+def _start_local(options: dict[str, Any], session: str) -> None:
     """``ray.init`` of a local Ray, once more when its raylet never registered with the GCS (Ray's
-    fixed 30 s wait, which a loaded machine can miss): a half-started Ray is shut down first."""
+    fixed 30 s wait, which a loaded machine can miss). Ray raises that inside its node's start, so
+    ``ray.shutdown`` knows no node to stop: the processes the failed attempt started (tagged with
+    ``session``) are killed here before the second."""
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
             with _quiet_logger(_AUTH_LOGGER):  # "token authentication is enabled": the default
@@ -96,6 +98,7 @@ def _start_local(options: dict[str, Any]) -> None:
             if attempt == START_ATTEMPTS or _STARTUP_TIMEOUT not in str(err):
                 raise
             ray.shutdown()
+            ray_reaper.reap(session, quiet_rounds=3, max_s=REAP_S)
 
 
 def _end_session(reaper: subprocess.Popen[bytes] | None, auth: dict[str, str | None]) -> None:
