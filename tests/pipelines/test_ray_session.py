@@ -26,6 +26,16 @@ from prmforge.pipelines.runners.ray_session import ray_session  # noqa: E402 - o
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
+def _no_ray_settings(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
+    """A local Ray under ``tmp`` (Ray's socket paths are short), no usage stats, and no address or
+    authentication setting of the caller's environment."""
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    for var in AUTH_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
 @ray.remote(num_cpus=0)
 class Echo:
     def double(self, x: int) -> int:
@@ -38,11 +48,7 @@ def test_a_local_session_restores_the_authentication_environment_for_a_later_ray
     assert not ray.is_initialized()
     tmp = Path(tempfile.mkdtemp(prefix="pfray-", dir="/tmp"))  # Ray's socket paths are short
     try:
-        monkeypatch.setenv("RAY_TMPDIR", str(tmp))
-        monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        monkeypatch.delenv("RAY_ADDRESS", raising=False)
-        for var in AUTH_VARS:
-            monkeypatch.delenv(var, raising=False)
+        _no_ray_settings(monkeypatch, tmp)
         with ray_session(None):
             assert ray.is_initialized()
             assert len(os.environ["RAY_AUTH_TOKEN"]) == 64  # the session's own token
@@ -94,11 +100,7 @@ def test_a_local_ray_whose_raylet_did_not_register_is_started_once_more(
         return real_init(*args, **kwargs)
 
     try:
-        monkeypatch.setenv("RAY_TMPDIR", str(tmp))
-        monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        monkeypatch.delenv("RAY_ADDRESS", raising=False)
-        for var in AUTH_VARS:
-            monkeypatch.delenv(var, raising=False)
+        _no_ray_settings(monkeypatch, tmp)
         monkeypatch.setattr(session.ray, "init", flaky_init)
         with ray_session(None):
             assert at_second == [-signal.SIGKILL]  # killed before the second start
