@@ -122,30 +122,30 @@ class VouchAnnotator:
                 earlier[s][rollout.rollout_id] for s in self._of if rollout.rollout_id in earlier.get(s, {})
             ]
             error = checked_error(given)
-            reason = self._nothing_to_check(error)
             problem = problems[rollout.problem_id]
-            if reason is None and error is not None and self._grounding is not None:
-                step = self._grounding(problem, rollout, error)
-                if step is not None:
-                    reason = (
-                        f"step {step} computes with a number neither the question nor an earlier result "
-                        f"gives: an error before step {error} may be hidden"
-                    )
+            reason = self._why_not(problem, rollout, error)
             if reason is not None or error is None:
                 out[rollout.rollout_id] = self._abstain(rollout, reason or "", Cost())
-                continue
-            checks.append(_Check(rollout, problem, error))
+            else:
+                checks.append(_Check(rollout, problem, error))
         self._estimator.run([(c, c.error - 1) for c in checks])
         for check in checks:
             out[check.rollout.rollout_id] = self._finish(check)
         return [out[r.rollout_id] for r in rollouts]
 
-    def _nothing_to_check(self, error: int | None) -> str | None:
+    def _why_not(self, problem: Problem, rollout: Rollout, error: int | None) -> str | None:
+        """Why the prefix before ``error`` is not checked with completions (None: it is)."""
         named = ", ".join(self._of)
         if error is None:
             return f"{named} located no error to vouch for"
         if error == 0:
             return f"{named} located the error at step 0: no step before it to vouch for"
+        step = self._grounding(problem, rollout, error) if self._grounding is not None else None
+        if step is not None:
+            return (
+                f"step {step} computes with a number neither the question nor an earlier result gives: "
+                f"an error before step {error} may be hidden"
+            )
         return None
 
     def _request(self, check: _Check, step: int) -> GenerationRequest:

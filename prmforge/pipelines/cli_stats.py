@@ -24,10 +24,11 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def print_summary(root: Path) -> None:
+def print_summary(root: Path, summary: dict[str, Any] | None = None) -> None:
+    """The tables of ``prmforge stats`` (``summary``: the build's :func:`summarize`, if already made)."""
     from prmforge.pipelines.stats import summarize
 
-    s = summarize(root)
+    s = summary if summary is not None else summarize(root)
     table = Table(title=f"{s['name']}  ({s['content_hash'][:16]})")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -145,19 +146,16 @@ def stats(
     ] = None,
 ) -> None:
     """Print the summary of a build directory."""
-    from prmforge.pipelines.stats import build_reliability, summarize
+    from prmforge.pipelines.stats import summarize
 
     with user_errors(1):
-        summary = summarize(directory)
-        reliability = build_reliability(directory, reliability_from) if reliability_from else None
+        summary = summarize(directory, reliability_from or ())
         if as_json:
-            console.print_json(
-                json.dumps({**summary, "reliability": reliability} if reliability else summary)
-            )
+            console.print_json(json.dumps(summary))
             return
-        print_summary(directory)
-        if reliability:
-            print_reliability(reliability)
+        print_summary(directory, summary)
+        if "reliability" in summary:
+            print_reliability(summary["reliability"])
 
 
 def print_reliability(r: dict[str, Any]) -> None:

@@ -126,10 +126,16 @@ def _reasons(entries: list[QuarantineEntry]) -> dict[str, int]:
     return dict(Counter(q.summary(80) for q in entries).most_common(10))
 
 
-def summarize(root: Path) -> dict[str, Any]:
-    """Everything ``prmforge stats`` prints, as JSON-ready data."""
+def summarize(root: Path, reliability_from: Sequence[str] = ()) -> dict[str, Any]:
+    """Everything ``prmforge stats`` prints, as JSON-ready data; with ``reliability_from`` also the
+    other sources' reliabilities over the whole build on the steps those are certain of."""
     build = BuildDir(root)
     manifest = Manifest.read(root)
+    unknown = sorted(set(reliability_from) - set(manifest.sources))
+    if unknown:
+        raise ConfigError(
+            f"--reliability-from: {unknown} named; the build's sources are {', '.join(manifest.sources)}"
+        )
     examples: list[PRMExample] = manifest.records(build, "data/", "example")
     problems: list[Problem] = manifest.records(build, "stages/load/", "problem")
     rollouts: list[Rollout] = manifest.records(build, "stages/generate/", "rollout")
@@ -180,10 +186,11 @@ def summarize(root: Path) -> dict[str, Any]:
             src: _confusion(labels, truth) for src, labels in by_source.items() if truth and labels
         },
         "agreement": _kappas(by_source),
+        **({"reliability": _reliability(by_source, reliability_from)} if reliability_from else {}),
     }
 
 
-def build_reliability(root: Path, references: Sequence[str]) -> dict[str, Any]:
+def _reliability(by_source: dict[str, list[StepLabels]], references: Sequence[str]) -> dict[str, Any]:
     """Each other source's reliability over the whole build, on the steps ``references`` are certain
     of (:func:`~prmforge.pipelines.fusion_rules.estimate_reliability`; a build's ``weighted`` rule with
     ``reliability_from`` estimates per shard). ``p`` is rounded to 4 places inside (0, 1), as
@@ -191,17 +198,9 @@ def build_reliability(root: Path, references: Sequence[str]) -> dict[str, Any]:
     refuses nothing: the build is fused again in place, with no generation."""
     from prmforge.pipelines.fusion_rules import estimate_reliability
 
-    build = BuildDir(root)
-    manifest = Manifest.read(root)
-    unknown = sorted(set(references) - set(manifest.sources))
-    if not references or unknown:
-        raise ConfigError(
-            f"--reliability-from: {unknown or 'nothing'} named; the build's sources are "
-            f"{', '.join(manifest.sources)}"
-        )
     groups: dict[str, list[StepLabels]] = defaultdict(list)
-    for src in manifest.sources:
-        for lab in manifest.records(build, f"stages/annotate-{src}/", "labels"):
+    for labels in by_source.values():
+        for lab in labels:
             groups[lab.rollout_id].append(lab)
     estimated = estimate_reliability(groups.values(), set(references))
     return {
