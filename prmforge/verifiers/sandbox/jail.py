@@ -69,8 +69,10 @@ def main(ctl_fd: int = CTL_FD) -> None:
     else:
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     os.set_blocking(2, False)  # a harness traceback must never block on a full pipe
+    # What a clean worker holds (the host cannot list it when not root). Listed before "ready": the
+    # host's baseline is read once "ready" arrives, and must not see the listing's own descriptor.
+    cfg["fds"] = open_fds()
     codec.send_msg(sock, {"event": "ready", "pid": os.getpid()})
-    cfg["fds"] = open_fds()  # what a clean worker holds (the host cannot list it when not root)
     while True:
         try:
             job, fds = codec.recv_msg(sock, max_fds=8)

@@ -462,6 +462,25 @@ def test_health_check_retires_a_worker_that_did_not_clean(
     assert_clean_next(pool, fresh_state, before + 1, 0)
 
 
+def test_a_ready_worker_holds_exactly_what_it_keeps(pool: SandboxPool) -> None:
+    """The host reads a worker's baseline the moment it says "ready", so the worker lists its own
+    descriptors before saying so. It once listed them after: a baseline read meanwhile held the
+    listing's directory, and the next check retired a clean worker (CI, under load). The race cannot
+    be forced; read at once after start, ten workers hold exactly their two /dev/null, stderr pipe
+    and control socket."""
+    if os.geteuid() != 0:
+        pytest.skip("/proc/<worker>/fd of a non-dumpable worker is root's")
+    config = _only_jail(pool).config
+    for _ in range(10):
+        jail = Jail(config, POOL_LIMITS, oneshot=False)
+        jail.start()
+        try:
+            fds = health.snapshot(jail).fds
+        finally:
+            jail.close()
+        assert [target.partition(":")[0] for _, target in fds] == ["/dev/null", "/dev/null", "pipe", "socket"]
+
+
 # ---------------------------------------------------------------- cleanup that cannot recurse
 
 DEEP_PY = """
