@@ -81,6 +81,7 @@ def clean_hash(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], str]
 @dataclass(frozen=True, slots=True)
 class Proc:
     pid: int
+    parent: int
     start: int  # /proc/<pid>/stat field 22: tells a live process from a later one with the same pid
     cmdline: str
 
@@ -93,7 +94,7 @@ class Proc:
         except OSError:
             return None
         fields = stat[stat.rindex(")") + 2 :].split()  # from field 3 (state) on
-        return None if fields[0] in "ZX" else cls(pid, int(fields[19]), cmdline)
+        return None if fields[0] in "ZX" else cls(pid, int(fields[1]), int(fields[19]), cmdline)
 
     def alive(self) -> bool:
         now = Proc.of(self.pid)
@@ -230,11 +231,13 @@ def count(out: Path, pattern: str) -> int:
 
 
 def workers_up(build: Build) -> Callable[[], bool]:
-    return lambda: len(spawned(descendants(build.pid))) == 2
+    return lambda: len(spawned(descendants(build.pid), build.pid)) == 2
 
 
-def spawned(family: list[Proc]) -> list[Proc]:
-    return [p for p in family if p.spawned_worker]
+def spawned(family: list[Proc], driver: int) -> list[Proc]:
+    """The driver's worker processes: its own children started by multiprocessing's spawn (a child
+    that a worker forks has the worker's command line until it execs)."""
+    return [p for p in family if p.spawned_worker and p.parent == driver]
 
 
 def markers(out: Path) -> list[Marker]:
@@ -281,6 +284,35 @@ def expected_hashes(config: BuildConfig) -> dict[str, str]:
 # -- tests ---------------------------------------------------------------------------------------
 
 
+DIE_WITH_PARENT = """
+import ctypes, os, signal, subprocess, sys
+def refuse(*args, **kwargs):
+    raise AssertionError(f"started a process: {args}")
+subprocess.Popen.__init__ = refuse
+os.fork = refuse
+from prmforge.pipelines.runners.interrupt import die_with_parent
+die_with_parent(os.getppid())
+deathsig = ctypes.c_int()
+ctypes.CDLL(None).prctl(2, ctypes.byref(deathsig), 0, 0, 0)  # PR_GET_PDEATHSIG
+with open('/proc/self/status') as status:
+    print(deathsig.value, [line.split()[1] for line in status if line.startswith('SigIgn:')][0])
+"""
+
+
+def test_a_worker_arms_its_death_signal_without_starting_a_process() -> None:
+    """A worker's setup forks nothing: a child forked before its exec carries the worker's command line
+    (``ctypes.util.find_library`` ran ``/sbin/ldconfig -p``), and a count of workers saw three. Run as
+    a child of this test: its parent's death now sends it SIGKILL, it ignores SIGINT (bit 2 of SigIgn),
+    and no process was started."""
+    done = subprocess.run(
+        [sys.executable, "-c", DIE_WITH_PARENT], capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    deathsig, ignored = done.stdout.split()
+    assert int(deathsig) == signal.SIGKILL
+    assert int(ignored, 16) & (1 << (signal.SIGINT - 1))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "to_group", "workers"),
@@ -304,7 +336,7 @@ def test_a_signal_mid_build_stops_it_and_a_rerun_resumes(
     build = start(config, out, "--workers", workers)
     build.wait_until(lambda: count(out, "markers/assemble/shard-*.json") > 0, "the first assemble marker")
     family = descendants(build.pid)
-    assert len(spawned(family)) == int(workers)
+    assert len(spawned(family, build.pid)) == int(workers)
     if to_group:
         os.killpg(build.pid, signum)
     else:
@@ -411,7 +443,7 @@ def test_killing_the_driver_kills_its_workers_and_restart_builds_another_config(
     }
     build.wait_until(points[moment], moment)
     family = descendants(build.pid)
-    assert len(spawned(family)) == 2
+    assert len(spawned(family, build.pid)) == 2
     os.kill(build.pid, signal.SIGKILL)  # the driver alone, not its group
     assert build.wait() == -signal.SIGKILL
     assert_all_gone(build, family)
@@ -468,7 +500,7 @@ def test_a_worker_killed_mid_shard_is_retried_and_the_build_equals_a_clean_one(
     build = start(config, out)
     build.wait_until(lambda: count(out, "markers/load/shard-*.json") > 0, "the first load marker")
     family = descendants(build.pid)
-    workers = spawned(family)
+    workers = spawned(family, build.pid)
     assert len(workers) == 2
     os.kill(workers[0].pid, signal.SIGKILL)
     assert build.wait() == 0, build.stderr[-3000:]

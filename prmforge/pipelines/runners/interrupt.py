@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 import threading
@@ -29,10 +28,10 @@ def die_with_parent(parent: int) -> None:
 
     If the parent is already gone (it died before this ran), exit at once.
     """
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is not None:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # The symbols already loaded, not ctypes.util.find_library("c"): that runs `/sbin/ldconfig -p` in
+    # a child, a copy of this worker (its command line too) until it execs.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
     # Ctrl-C reaches the whole process group: the driver alone decides what stops, and kills workers.
