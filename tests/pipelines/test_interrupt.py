@@ -30,7 +30,9 @@ import yaml
 
 from prmforge.pipelines.config import BuildConfig, parse_config
 from prmforge.pipelines.graph import compose
+from prmforge.pipelines.runners import local
 from prmforge.pipelines.runners.builddir import GLOBAL, BuildDir, Marker
+from prmforge.pipelines.runners.interrupt import BuildInterrupted
 from prmforge.pipelines.runners.local import LocalRunner
 from prmforge.pipelines.runners.manifest import Manifest
 from prmforge.pipelines.sources import open_inputs, parsers_of
@@ -291,26 +293,34 @@ def refuse(*args, **kwargs):
 subprocess.Popen.__init__ = refuse
 os.fork = refuse
 from prmforge.pipelines.runners.interrupt import die_with_parent
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # as a worker starts (children_ignore_sigint)
+os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C of the group while it imported: held
 die_with_parent(os.getppid())
 deathsig = ctypes.c_int()
 ctypes.CDLL(None).prctl(2, ctypes.byref(deathsig), 0, 0, 0)  # PR_GET_PDEATHSIG
 with open('/proc/self/status') as status:
-    print(deathsig.value, [line.split()[1] for line in status if line.startswith('SigIgn:')][0])
+    fields = dict(line.partition(':')[::2] for line in status)
+print(deathsig.value, fields['SigIgn'].strip(), fields['SigBlk'].strip())
 """
 
 
 def test_a_worker_arms_its_death_signal_without_starting_a_process() -> None:
     """A worker's setup forks nothing: a child forked before its exec carries the worker's command line
     (``ctypes.util.find_library`` ran ``/sbin/ldconfig -p``), and a count of workers saw three. Run as
-    a child of this test: its parent's death now sends it SIGKILL, it ignores SIGINT (bit 2 of SigIgn),
-    and no process was started."""
+    a child of this test, started with SIGINT blocked and one held: its parent's death now sends it
+    SIGKILL, the held SIGINT is gone (no KeyboardInterrupt), SIGINT is ignored (bit 2 of SigIgn) and
+    no longer blocked (SigBlk), and no process was started."""
     done = subprocess.run(
         [sys.executable, "-c", DIE_WITH_PARENT], capture_output=True, text=True, check=False
     )
     assert (done.returncode, done.stderr) == (0, "")
-    deathsig, ignored = done.stdout.split()
-    assert int(deathsig) == signal.SIGKILL
-    assert int(ignored, 16) & (1 << (signal.SIGINT - 1))
+    deathsig, ignored, blocked = done.stdout.split()
+    sigint = 1 << (signal.SIGINT - 1)
+    assert (int(deathsig), int(ignored, 16) & sigint, int(blocked, 16) & sigint) == (
+        signal.SIGKILL,
+        sigint,
+        0,
+    )
 
 
 @pytest.mark.slow
@@ -379,6 +389,30 @@ def test_ctrl_c_with_two_shards_at_once_in_process_stops_both_threads_and_resume
     assert done < SHARDS
     assert "Traceback" not in build.stderr
     assert_nothing_torn(out)
+    assert_resumes_to(out, 21, clean_hash(21))
+
+
+def test_a_sigint_while_the_workers_are_started_interrupts_the_build(
+    tmp_path: Path, clean_hash: Callable[[int], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver blocks SIGINT in its main thread while it starts workers (so that they start with it
+    blocked). One sent to the driver then is taken by another of its threads, and must still stop
+    the build: it was once ignored there too, and the kernel threw it away (the build ran on)."""
+    real = local.ProcessPoolExecutor.submit
+    sent: list[int] = []
+
+    def signal_first(pool: Any, *args: Any, **kwargs: Any) -> Any:
+        if not sent:
+            sent.append(os.getpid())
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(pool, *args, **kwargs)
+
+    monkeypatch.setattr(local.ProcessPoolExecutor, "submit", signal_first)
+    out = tmp_path / "out"
+    with pytest.raises(BuildInterrupted) as stopped:
+        LocalRunner().run(parse_config(config_data(21)), out, workers=2)
+    assert (sent, stopped.value.total, stopped.value.done < SHARDS) == ([os.getpid()], SHARDS, True)
+    monkeypatch.undo()
     assert_resumes_to(out, 21, clean_hash(21))
 
 

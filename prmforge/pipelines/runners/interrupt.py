@@ -35,7 +35,9 @@ def die_with_parent(parent: int) -> None:
     if os.getppid() != parent:
         os._exit(1)
     # Ctrl-C reaches the whole process group: the driver alone decides what stops, and kills workers.
+    # Ignoring it discards one held since the start (children_ignore_sigint); then it can be unblocked.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 class StopFlag:
@@ -51,23 +53,23 @@ class StopFlag:
 
 @contextmanager
 def children_ignore_sigint() -> Iterator[None]:
-    """Processes started within the block begin life with SIGINT ignored.
+    """Processes started within the block begin life with SIGINT blocked.
 
-    An ignored disposition survives ``exec``, and Python leaves an ignored SIGINT alone at start-up, so
-    a Ctrl-C that reaches the whole process group while a worker is still importing cannot kill it with
-    a KeyboardInterrupt (a broken pool and a traceback). Meanwhile SIGINT is blocked in this thread, so
-    one that arrives is held and reaches the driver's own handler when the block ends. (The
-    multiprocessing resource tracker must already be running: starting it unblocks SIGINT.)
+    A blocked mask survives ``exec``, so a Ctrl-C that reaches the whole process group while a worker
+    is still importing stays pending in it instead of killing it with a KeyboardInterrupt (a broken
+    pool and a traceback); the worker discards it and unblocks (:func:`die_with_parent`). Only this
+    thread blocks SIGINT, and its handler is left as it is: one that reaches the driver meanwhile is
+    taken by another of its threads and the handler runs. (It used to be ignored here as well; a
+    process-directed SIGINT then went to a thread that did not block it and was thrown away.) The
+    multiprocessing resource tracker must already be running: starting it unblocks SIGINT.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
