@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,20 @@ from prmforge.policies.simulated import SimulatedPolicy
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 PROCESSBENCH = SHARED / "processbench_gsm8k.json"
+
+
+def init_local_ray(**options: Any) -> None:
+    """``ray.init`` of a local Ray for a test (no dashboard), through the runner's own start: once more
+    when its raylet missed Ray's fixed 30 s registration wait on a loaded machine."""
+    import uuid
+
+    from prmforge.pipelines.runners.ray_reaper import SESSION_VAR
+    from prmforge.pipelines.runners.ray_session import start_local_ray
+
+    session = uuid.uuid4().hex
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(SESSION_VAR, session)  # the processes of a failed first start are found by it
+        start_local_ray({"log_to_driver": False, "logging_level": logging.WARNING, **options}, session)
 
 
 def small_config(**overrides: Any) -> BuildConfig:

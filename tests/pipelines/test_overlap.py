@@ -69,6 +69,7 @@ def test_an_engine_call_hands_the_baton_on_and_takes_it_back() -> None:
     """A's engine call lets B's CPU work run; A, back from the engine, waits until B lets go."""
     baton, log = Baton(), []
     in_engine, b_done_cpu, b_may_leave = threading.Event(), threading.Event(), threading.Event()
+    a_engine_done = threading.Event()
 
     def a() -> None:
         with baton.held():
@@ -77,6 +78,7 @@ def test_an_engine_call_hands_the_baton_on_and_takes_it_back() -> None:
                 in_engine.set()
                 assert b_done_cpu.wait(WAIT)  # B ran CPU work while A is inside the engine
                 log.append("a engine done")
+                a_engine_done.set()
             log.append("a cpu again")
 
     def b() -> None:
@@ -88,8 +90,8 @@ def test_an_engine_call_hands_the_baton_on_and_takes_it_back() -> None:
             log.append("b out")
 
     ta, tb = _started(a), _started(b)
-    assert b_done_cpu.wait(WAIT)
-    time.sleep(0.05)  # A's engine call has returned; A must still wait for the baton
+    assert a_engine_done.wait(WAIT)
+    time.sleep(0.05)  # A's engine call has returned; A has had every chance to go on; it must wait
     assert log == ["a engine", "b cpu", "a engine done"]
     b_may_leave.set()
     ta.join(WAIT)

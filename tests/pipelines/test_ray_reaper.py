@@ -76,15 +76,25 @@ def test_the_family_is_the_tagged_processes_and_their_untagged_descendants(
 
 
 def test_a_remembered_descendant_dies_after_its_tagged_parent_is_gone(
-    session: tuple[str, subprocess.Popen[bytes], int],
+    session: tuple[str, subprocess.Popen[bytes], int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tag, parent, child = session
     read_end, write_end = os.pipe()
     remembered: dict[int, int] = {}
+    real, rounds, two_rounds = ray_reaper.family, [0], threading.Event()
+
+    def counted(session: str) -> ray_reaper.Family:
+        found = real(session)
+        rounds[0] += 1
+        if rounds[0] >= 2:
+            two_rounds.set()
+        return found
+
+    monkeypatch.setattr(ray_reaper, "family", counted)
     watcher = threading.Thread(target=lambda: remembered.update(ray_reaper.watch(tag, read_end, 0.05)))
     watcher.start()
     try:
-        time.sleep(0.3)  # a few rounds of remembering while the parent lives
+        assert two_rounds.wait(timeout=60)  # rounds of remembering while the parent lives (not a sleep)
         parent.kill()
         parent.wait()
         assert ray_reaper.tagged(tag) == []  # orphaned and untagged: no longer found by looking
@@ -105,7 +115,8 @@ def test_a_remembered_pid_now_running_someone_else_is_not_killed() -> None:
         start = int(Path(f"/proc/{other.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
         assert ray_reaper.reap(uuid.uuid4().hex, {other.pid: start + 1}, quiet_rounds=2) == 0
         assert other.poll() is None
-        assert ray_reaper.reap(uuid.uuid4().hex, {other.pid: start}, quiet_rounds=2) == 1
+        # at least one kill: a second round may find it not yet dead on a loaded machine and send another
+        assert ray_reaper.reap(uuid.uuid4().hex, {other.pid: start}, quiet_rounds=2) >= 1
         assert other.wait(timeout=10) == -signal.SIGKILL
     finally:
         other.kill()

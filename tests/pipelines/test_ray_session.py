@@ -9,7 +9,6 @@ that runs two builds, or a test worker.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import signal
@@ -20,6 +19,8 @@ from pathlib import Path
 import pytest
 
 ray = pytest.importorskip("ray")
+
+from conftest import init_local_ray  # noqa: E402
 
 from prmforge.pipelines.runners.ray_session import ray_session  # noqa: E402 - only with the ray extra
 
@@ -57,13 +58,7 @@ def test_a_local_session_restores_the_authentication_environment_for_a_later_ray
         assert {v: os.environ.get(v) for v in AUTH_VARS} == dict.fromkeys(AUTH_VARS)
         # A Ray without authentication, started afterwards in this process, keeps its actors.
         monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-        ray.init(
-            num_cpus=1,
-            include_dashboard=False,
-            _temp_dir=str(tmp / "later"),
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
+        init_local_ray(num_cpus=1, _temp_dir=str(tmp / "later"))
         try:
             assert ray.get(Echo.remote().double.remote(21), timeout=60) == 42
         finally:

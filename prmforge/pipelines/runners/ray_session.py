@@ -30,7 +30,7 @@ from prmforge.schemas.errors import ConfigError
 
 REAP_S = 10.0  # a bound on the reaper's last round after ray.shutdown
 START_ATTEMPTS = 2  # a local Ray whose raylet did not register in time is started once more
-_STARTUP_TIMEOUT = "timed out during startup"  # Ray's message for that (ray/_private/node.py)
+STARTUP_TIMEOUT = "timed out during startup"  # Ray's message for that (ray/_private/node.py)
 _AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
@@ -60,7 +60,7 @@ def ray_session(address: str | None) -> Iterator[None]:
             reaper, session = _start_reaper()
             os.environ[SESSION_VAR] = session  # inherited by exactly the processes ray.init starts
             try:
-                _start_local(options, session)
+                start_local_ray(options, session)
             finally:
                 os.environ.pop(SESSION_VAR, None)
         else:
@@ -84,18 +84,19 @@ def ray_session(address: str | None) -> Iterator[None]:
         _end_session(reaper, auth)
 
 
-def _start_local(options: dict[str, Any], session: str) -> None:
+def start_local_ray(options: dict[str, Any], session: str) -> None:
     """``ray.init`` of a local Ray, once more when its raylet never registered with the GCS (Ray's
     fixed 30 s wait, which a loaded machine can miss). Ray raises that inside its node's start, so
     ``ray.shutdown`` knows no node to stop: the processes the failed attempt started (tagged with
-    ``session``) are killed here before the second."""
+    ``session``: :data:`SESSION_VAR` must be set to it in the environment) are killed here before the
+    second."""
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
             with _quiet_logger(_AUTH_LOGGER):  # "token authentication is enabled": the default
                 ray.init(include_dashboard=False, **options)
             return
         except Exception as err:  # Ray raises a bare Exception for this
-            if attempt == START_ATTEMPTS or _STARTUP_TIMEOUT not in str(err):
+            if attempt == START_ATTEMPTS or STARTUP_TIMEOUT not in str(err):
                 raise
             ray.shutdown()
             ray_reaper.reap(session, quiet_rounds=3, max_s=REAP_S)
