@@ -43,7 +43,9 @@ SHARDS = 10  # 40 problems, 4 per shard
 SHARD_STAGES = ("load", "generate", "annotate-mc", "fuse", "assemble")
 INTERRUPTED = re.compile(r"interrupted after (\d+) of (\d+) shards; rerun to resume")
 WAIT_S = 120.0  # a bound on waiting for a build to reach a point or to exit; never a timing expectation
-GONE_S = 10.0  # workers must die this soon after their driver
+GONE_S = (
+    30.0  # workers must die this soon after their driver (one still importing arms its death signal after)
+)
 
 
 def config_data(seed: int) -> dict[str, Any]:

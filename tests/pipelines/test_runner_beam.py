@@ -352,7 +352,8 @@ def fault(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
 def _load_event_of(out: Path, shard: int) -> tuple[int, dict[str, Any]] | None:
     """The pid of the worker that committed ``shard``'s load (from the workers' event logs), if any."""
     for path in out.glob(f"{SIDE_DIR}/*/events/*.jsonl"):
-        for line in path.read_text().splitlines():
+        whole = path.read_text().rpartition("\n")[0]  # a worker may be writing the last line now
+        for line in whole.splitlines():
             event = json.loads(line)
             if (event["shard"], event["stage"], event["resumed"]) == (shard, "load", False):
                 return int(event["pid"]), event
