@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import yaml
@@ -68,9 +68,13 @@ def kill_if_running(proc: subprocess.Popen[Any]) -> None:
 # -- PostgreSQL ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+PORT_TRIES = 5  # starts on fresh ports, each after the last one's port turned out to be taken
+
+
+@dataclass(slots=True)
 class PostgresServer:
-    """A PostgreSQL server of our own, in ``root`` (see :func:`postgres`)."""
+    """A PostgreSQL server of our own, in ``root`` (see :func:`postgres`). :meth:`start` may move it to
+    another port (``port`` changes), so URLs are taken from :meth:`url` after it."""
 
     root: Path
     port: int
@@ -98,16 +102,42 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
-    def ctl(self, *args: str) -> None:
-        done = subprocess.run([*self.as_user, str(PG_BIN / "pg_ctl"), "-D", str(self.data), *args],
+    def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.as_user, str(PG_BIN / "pg_ctl"), "-D", str(self.data), *args],
                               capture_output=True, text=True)  # fmt: skip
+
+    def _fail(self, args: tuple[str, ...], done: subprocess.CompletedProcess[str]) -> NoReturn:
+        server_log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+        pytest.fail(f"pg_ctl {' '.join(args)} failed ({done.returncode}):\n{done.stderr}\n{server_log}")
+
+    def ctl(self, *args: str) -> None:
+        done = self._pg_ctl(*args)
         if done.returncode != 0:
-            server_log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-            pytest.fail(f"pg_ctl {' '.join(args)} failed ({done.returncode}):\n{done.stderr}\n{server_log}")
+            self._fail(args, done)
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self.ctl("-l", str(self.log), "-o", options, "-w", "-t", "120", "start")
+        """Start on ``port``; where another process holds it (the port was free when chosen, but nothing
+        reserves it), on a fresh free port instead, up to :data:`PORT_TRIES` times."""
+        for attempt in range(1 + PORT_TRIES):
+            logged = self.log.stat().st_size if self.log.exists() else 0
+            # lc_messages=C: the server's own messages in English, for the port check below
+            options = (
+                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c lc_messages=C"
+            )
+            args = ("-l", str(self.log), "-o", options, "-w", "-t", "120", "start")
+            done = self._pg_ctl(*args)
+            if done.returncode == 0:
+                return
+            if attempt == PORT_TRIES or not self._logged_since(logged, b"Address already in use"):
+                self._fail(args, done)
+            self.port = _free_port()
+
+    def _logged_since(self, offset: int, text: bytes) -> bool:
+        if not self.log.exists():
+            return False
+        with self.log.open("rb") as log:
+            log.seek(offset)
+            return text in log.read()
 
     def stop(self, mode: str = "fast") -> None:
         self.ctl("-m", mode, "-w", "stop")

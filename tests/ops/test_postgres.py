@@ -131,8 +131,8 @@ def test_a_registry_that_goes_down_mid_build_neither_stops_nor_changes_the_build
         assert f"; build {build_id} could not be recorded as succeeded" in warnings
         clean = LocalRunner().run(load_config(config), tmp_path / "clean", workers=0)
         assert Manifest.read(out).content_hash == clean.content_hash
-        server.start()
-        registry = Registry.open(url)
+        server.start()  # on the same port, unless another process took it meanwhile (url has the old one)
+        registry = Registry.open(server.url(url.rsplit("/", 1)[1]))
         try:
             stale = registry.get(build_id)
         finally:

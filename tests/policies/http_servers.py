@@ -1,8 +1,8 @@
 """Test servers for the HTTP engine, all on 127.0.0.1: a real ``transformers serve`` and a fault proxy.
 
 - :func:`start_transformers_serve` runs ``transformers serve <model dir>`` as a
-  subprocess (offline, CPU) and waits on ``GET /health``; :class:`ServeProcess`
-  stops it (terminate, then kill).
+  subprocess (offline, CPU, on a port the kernel picks as it binds) and waits on
+  ``GET /health``; :class:`ServeProcess` stops it (terminate, then kill).
 - :class:`FaultProxy` is a reverse proxy on an asyncio loop in a thread. Each
   request it receives is answered by the :data:`Plan`'s action for it (by
   arrival number and JSON body): forward and pass the answer through
@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -360,11 +361,19 @@ def _transformers_cli(python: str) -> list[str]:
     return [str(script)] if script.exists() else [python, "-m", "transformers.cli.transformers"]
 
 
+_LISTENING = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+) ")
+
+
 def start_transformers_serve(
     model_dir: Path, log: Path, *, python: str, timeout_s: float = 120.0
 ) -> ServeProcess:
-    """``transformers serve model_dir`` on a free loopback port, once ``/health`` answers."""
-    port = free_port()
+    """``transformers serve model_dir`` on a loopback port of its own, once ``/health`` answers.
+
+    The server binds port 0, so the kernel hands it a free port as it binds: no other process can take
+    the port between choosing and binding it (as with :func:`free_port` then ``--port``, where another
+    server could also answer ``/health`` in our stead). The port is read from uvicorn's start line
+    (``Uvicorn running on http://127.0.0.1:PORT``, logged at info whatever ``--log-level`` says).
+    """
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -378,7 +387,7 @@ def start_transformers_serve(
         "--host",
         "127.0.0.1",
         "--port",
-        str(port),
+        "0",
         "--device",
         "cpu",
         "--log-level",
@@ -386,15 +395,18 @@ def start_transformers_serve(
     ]
     handle = log.open("wb")
     process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
-    served = ServeProcess(process, port, str(model_dir), log, [handle.close])
+    served = ServeProcess(process, 0, str(model_dir), log, [handle.close])
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             served.stop()
             raise RuntimeError(f"transformers serve exited with {process.returncode}:\n{_tail(log)}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{served.origin}/health", timeout=2).status_code == 200:
-                return served
+        if served.port == 0 and (listening := _LISTENING.search(log.read_bytes())):
+            served.port = int(listening.group(1))
+        if served.port != 0:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{served.origin}/health", timeout=2).status_code == 200:
+                    return served
         time.sleep(0.2)
     served.stop()
     raise RuntimeError(f"transformers serve did not answer /health in {timeout_s} s:\n{_tail(log)}")
