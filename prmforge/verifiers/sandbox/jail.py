@@ -48,6 +48,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # After a job every process is dead, so a socket left in the jail's network namespace is held by an
 # SCM_RIGHTS cycle or lingers in a TCP state (TIME_WAIT, FIN_WAIT...); settle() waits this long.
 SETTLE_S = 0.25
+START_SETTLE_S = 2.0  # a new warm worker waits this long at most for its namespace to hold no socket
 
 
 def main(ctl_fd: int = CTL_FD) -> None:
@@ -72,6 +73,10 @@ def main(ctl_fd: int = CTL_FD) -> None:
     # What a clean worker holds (the host cannot list it when not root). Listed before "ready": the
     # host's baseline is read once "ready" arrives, and must not see the listing's own descriptor.
     cfg["fds"] = open_fds()
+    if cfg["pidns"] and not cfg["oneshot"]:
+        # Nor a socket on its way out: bwrap's netlink socket (it set up loopback in this namespace)
+        # leaves the namespace's count only after an RCU grace period, which a loaded host delays.
+        settle(START_SETTLE_S)
     codec.send_msg(sock, {"event": "ready", "pid": os.getpid()})
     while True:
         try:

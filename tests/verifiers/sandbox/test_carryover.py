@@ -464,10 +464,11 @@ def test_health_check_retires_a_worker_that_did_not_clean(
 
 def test_a_ready_worker_holds_exactly_what_it_keeps(pool: SandboxPool) -> None:
     """The host reads a worker's baseline the moment it says "ready", so the worker lists its own
-    descriptors before saying so. It once listed them after: a baseline read meanwhile held the
-    listing's directory, and the next check retired a clean worker (CI, under load). The race cannot
-    be forced; read at once after start, ten workers hold exactly their two /dev/null, stderr pipe
-    and control socket."""
+    descriptors, and waits until its network namespace holds no socket, before saying so. It once
+    did neither: a baseline read meanwhile held the listing's directory, or counted bwrap's netlink
+    socket (freed only after an RCU grace period), and the next check retired a clean worker (CI,
+    under load). The races cannot be forced; read at once after start, ten workers hold exactly their
+    two /dev/null, stderr pipe and control socket, and their namespaces no socket at all."""
     if os.geteuid() != 0:
         pytest.skip("/proc/<worker>/fd of a non-dumpable worker is root's")
     config = _only_jail(pool).config
@@ -475,10 +476,16 @@ def test_a_ready_worker_holds_exactly_what_it_keeps(pool: SandboxPool) -> None:
         jail = Jail(config, POOL_LIMITS, oneshot=False)
         jail.start()
         try:
-            fds = health.snapshot(jail).fds
+            state = health.snapshot(jail)
         finally:
             jail.close()
-        assert [target.partition(":")[0] for _, target in fds] == ["/dev/null", "/dev/null", "pipe", "socket"]
+        assert [target.partition(":")[0] for _, target in state.fds] == [
+            "/dev/null",
+            "/dev/null",
+            "pipe",
+            "socket",
+        ]
+        assert [(name, count) for name, count in state.sockets if count] == []
 
 
 # ---------------------------------------------------------------- cleanup that cannot recurse
